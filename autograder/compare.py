@@ -1,0 +1,70 @@
+"""Compare a student's answer with a reference tensor and say, in plain words, what is wrong.
+
+`diagnose` returns None when the answer is right, else one message. It never prints reference
+values: only shapes, dtypes, devices, counts and the size of the error.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _shape_text(shape, dims=None) -> str:
+    if dims and len(dims) == len(shape):
+        return "[" + ", ".join(f"{d}={n}" for d, n in zip(dims, shape)) + "]"
+    return str(list(shape))
+
+
+def close(answer: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> torch.Tensor:
+    """Elementwise closeness; equal infinities (a masked -inf) count as close."""
+    return torch.isclose(answer.detach().to("cpu", expected.dtype), expected, rtol=rtol, atol=atol)
+
+
+def matches(answer, expected: torch.Tensor, atol: float, rtol: float) -> bool:
+    return (isinstance(answer, torch.Tensor) and answer.shape == expected.shape
+            and not answer.dtype.is_complex and bool(close(answer, expected, atol, rtol).all()))
+
+
+def diagnose(answer, expected: torch.Tensor, *, dims, atol: float, rtol: float,
+             device: torch.device, mistakes: dict[str, tuple[str, torch.Tensor]]) -> str | None:
+    """Why `answer` is not `expected` (None if it is, within atol/rtol).
+
+    mistakes maps a mistake's name to (message, the tensor that mistake produces); an answer
+    that matches one gets that message.
+    """
+    expected_text = _shape_text(expected.shape, dims)
+    if answer is None:
+        return "your function returned None: did you forget `return`?"
+    if not isinstance(answer, torch.Tensor):
+        return (f"your function returned a {type(answer).__name__}; expected a torch.Tensor of "
+                f"shape {expected_text}")
+    for message, wrong in mistakes.values():
+        if matches(answer, wrong, atol, rtol):
+            return f"it looks like you {message}."
+    if answer.shape != expected.shape:
+        text = f"wrong shape: got {list(answer.shape)}, expected {expected_text}"
+        if sorted(answer.shape) == sorted(expected.shape):
+            text += " (the same sizes in another order: check the order of dimensions)"
+        return text
+    if answer.dtype != expected.dtype:
+        return (f"wrong dtype: got {answer.dtype}, expected {expected.dtype} (keep the inputs' "
+                f"dtype; avoid .double(), integer division or boolean results)")
+    if answer.device.type != torch.device(device).type:
+        return (f"wrong device: the answer is on {answer.device} but the inputs were on {device} "
+                "(create new tensors with device=<input>.device)")
+    answer = answer.detach().cpu()
+    finite_expected = torch.isfinite(expected)
+    bad = ~torch.isfinite(answer) & finite_expected
+    if bad.any():
+        kinds = "NaN" if torch.isnan(answer[bad]).all() else "NaN or inf"
+        return (f"{int(bad.sum())} of {answer.numel()} entries are {kinds} where a finite value "
+                "is expected (a softmax over a row that is all -inf? a division by zero?)")
+    missing = torch.isinf(expected) & ~(torch.isinf(answer) & (answer.sign() == expected.sign()))
+    if missing.any():
+        return (f"{int(missing.sum())} entries should be -inf (masked) but are not")
+    wrong = ~close(answer, expected, atol, rtol)
+    if not wrong.any():
+        return None
+    error = (answer - expected)[wrong & finite_expected].abs()
+    return (f"{int(wrong.sum())} of {answer.numel()} values are wrong (largest error "
+            f"{error.max().item():.3g}; tolerance atol={atol:g}, rtol={rtol:g})")

@@ -1,0 +1,134 @@
+"""Generate every chapter's notebooks from its master file and its solutions module.
+
+A master, ``exercises/master/<chapter>.py``, is a jupytext percent-format notebook. Three
+cell tags tie it to the solutions module, so nothing is written twice:
+
+- ``colab-install``        the cell is replaced by the standard install line for Colab;
+- ``solution:<exercise>``  the cell becomes the source of ``solutions.<chapter>.<exercise>``;
+- ``check:<exercise>``     the cell becomes the exercise's check (plus hidden tests).
+
+From one master come three notebooks:
+
+- ``book/<chapter>.ipynb``                             solutions filled in, markers removed;
+- ``exercises/source/<chapter>/<chapter>.ipynb``       nbgrader's source, with cell metadata;
+- ``exercises/release/<chapter>/<chapter>.ipynb``      nbgrader ``generate_assignment`` output.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+from . import registry
+
+PACKAGE_SPEC = "reading-attention-heads @ git+https://github.com/reading-attention-heads/course"
+COLAB_INSTALL = f"""\
+# On Colab, install the course package first (Colab's own CUDA torch is kept).
+# Locally, `make install` (or `pip install -e .`) has done this already.
+import sys
+
+if "google.colab" in sys.modules:
+    %pip install -q "{PACKAGE_SPEC}"
+"""
+SOLUTION_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\n", re.MULTILINE)
+
+
+def master_path(root: Path, chapter: str) -> Path:
+    return root / "exercises" / "master" / f"{chapter}.py"
+
+
+def outputs(root: Path, chapter: str) -> dict[str, Path]:
+    return {"book": root / "book" / f"{chapter}.ipynb",
+            "source": root / "exercises" / "source" / chapter / f"{chapter}.ipynb",
+            "release": root / "exercises" / "release" / chapter / f"{chapter}.ipynb"}
+
+
+def render(root: Path, chapter: str, target: str) -> nbformat.NotebookNode:
+    """The chapter as the book page (``target="book"``) or nbgrader source (``"source"``)."""
+    master = jupytext.read(master_path(root, chapter))
+    exercises = {e.id: e for e in registry.exercises(chapter)}
+    module = registry.chapter_module(chapter)
+    cells, used = [], set()
+    for index, cell in enumerate(master.cells):
+        tags = cell.metadata.get("tags", [])
+        kind, _, name = (tags[0] if tags else "").partition(":")
+        if kind == "colab-install":
+            cell = nbformat.v4.new_code_cell(COLAB_INSTALL)
+        elif kind == "solution":
+            source = inspect.getsource(getattr(module, name)).rstrip() + "\n"
+            if target == "book":
+                source = SOLUTION_MARKER.sub("", source)
+            cell = nbformat.v4.new_code_cell(source)
+            cell.metadata.nbgrader = _nbgrader(f"{name}_solution", solution=True)
+            used.add(name)
+        elif kind == "check":
+            exercise = exercises[name]
+            model_arg = ", model=model" if exercise.needs_model else ""
+            source = f'check("{name}"{model_arg})\n'
+            if target == "source":
+                source += (f'### BEGIN HIDDEN TESTS\ncheck("{name}"{model_arg}, hidden=True)\n'
+                           "### END HIDDEN TESTS\n")
+            cell = nbformat.v4.new_code_cell(source)
+            cell.metadata.nbgrader = _nbgrader(f"{name}_check", grade=True, locked=True,
+                                               points=exercise.points)
+        if target == "book":
+            cell.metadata.pop("nbgrader", None)
+        cell.id = f"{chapter}-{index}"
+        cells.append(cell)
+    missing = set(exercises) - used
+    if missing:
+        raise ValueError(f"{master_path(root, chapter)} has no solution cell for {sorted(missing)}")
+    notebook = nbformat.v4.new_notebook(cells=cells, metadata={
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"}})
+    return notebook
+
+
+def _nbgrader(grade_id: str, *, solution=False, grade=False, locked=False, points=0) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3,
+            "solution": solution, "task": False}
+    if grade:
+        meta["points"] = points
+    return meta
+
+
+def generate(root: Path, chapter: str) -> None:
+    """Write the book page, the nbgrader source and the release notebook of one chapter."""
+    paths = outputs(root, chapter)
+    for target in ("book", "source"):
+        paths[target].parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(render(root, chapter, target), paths[target])
+    paths["release"].parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(_release(paths["source"], chapter), paths["release"])
+
+
+def _release(source: Path, chapter: str) -> Path:
+    """Run nbgrader generate_assignment on the source notebook in a scratch course."""
+    course = Path(tempfile.mkdtemp(prefix="course-release-"))
+    shutil.copytree(source.parent, course / "source" / chapter)
+    subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", chapter, "--force",
+                    f"--CourseDirectory.root={course}", "--log-level=WARN",
+                    f"--CourseDirectory.db_url=sqlite:///{course}/gradebook.db"],
+                   check=True, cwd=course)
+    return course / "release" / chapter / source.name
+
+
+def out_of_sync(root: Path, chapter: str) -> list[str]:
+    """Generated files that differ from what `generate` would write now."""
+    scratch = Path(tempfile.mkdtemp(prefix="course-sync-"))
+    shutil.copytree(root / "exercises" / "master", scratch / "exercises" / "master")
+    generate(scratch, chapter)
+    stale = []
+    for name, committed in outputs(root, chapter).items():
+        fresh = outputs(scratch, chapter)[name]
+        if not committed.is_file() or committed.read_text() != fresh.read_text():
+            stale.append(str(committed.relative_to(root)))
+    return stale

