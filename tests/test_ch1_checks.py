@@ -1,0 +1,97 @@
+"""Every Chapter 1 check passes the solution and fails the stub and each known mistake,
+with the right diagnosis, on both course models with committed references."""
+
+import pytest
+import torch
+
+from autograder import CheckFailed, check, registry
+
+CHAPTER = "ch1_attention"
+PURE = [e for e in registry.exercises(CHAPTER) if not e.needs_model]
+MODEL = [e for e in registry.exercises(CHAPTER) if e.needs_model]
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError()
+
+
+def test_chapter_has_8_to_12_graded_exercises():
+    assert 8 <= len(registry.exercises(CHAPTER)) <= 12
+
+
+@pytest.mark.parametrize("exercise", PURE, ids=lambda e: e.id)
+@pytest.mark.parametrize("hidden", [False, True])
+def test_pure_exercise(exercise, hidden):
+    assert "passed" in check(exercise.id, function=exercise.solution, hidden=hidden)
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        check(exercise.id, function=stub, hidden=hidden)
+    for mistake in exercise.mistakes:
+        with pytest.raises(CheckFailed) as failure:
+            check(exercise.id, function=mistake.fn, hidden=hidden)
+        assert mistake.message in str(failure.value), mistake.name
+
+
+@pytest.mark.parametrize("exercise", MODEL, ids=lambda e: e.id)
+def test_model_exercise(exercise, course_model):
+    for hidden in (False, True):
+        assert "passed" in check(exercise.id, function=exercise.solution, model=course_model,
+                                 hidden=hidden)
+        with pytest.raises(CheckFailed, match="not implemented yet"):
+            check(exercise.id, function=stub, model=course_model, hidden=hidden)
+
+
+def test_model_mistakes_are_diagnosed_where_they_make_a_difference(smollm2, gpt2_test):
+    """On SmolLM2 (rotary, grouped-query) every mistake is wrong; on GPT-2 some coincide with
+    the solution (no rotary, one KV head per query head) and cannot be diagnosed there."""
+    for exercise in MODEL:
+        for mistake in exercise.mistakes:
+            with pytest.raises(CheckFailed) as failure:
+                check(exercise.id, function=mistake.fn, model=smollm2)
+            assert mistake.message in str(failure.value)
+    layer = registry.find("layer_attention_output")[1]
+    pre_rotary = next(m.fn for m in layer.mistakes if m.name == "pre_rotary")
+    assert "passed" in check(layer.id, function=pre_rotary, model=gpt2_test)
+
+
+def test_check_finds_the_function_by_name_in_the_callers_namespace():
+    namespace = {"check": check, "attention_pattern": lambda masked_scores: masked_scores.softmax(-1)}
+    exec('result = check("attention_pattern")', namespace)
+    assert "passed" in namespace["result"]
+    with pytest.raises(CheckFailed, match="no function called `attention_scores`"):
+        exec('check("attention_scores")', {"check": check})
+
+
+def test_student_errors_are_reported_not_raised():
+    def broken(q, k):
+        return q @ k  # wrong shapes for matmul
+
+    with pytest.raises(CheckFailed, match="your function raised RuntimeError"):
+        check("attention_scores", function=broken)
+    assert "passed" in check("attention_pattern", function=lambda masked_scores: masked_scores.softmax(-1))
+
+
+def test_in_place_edits_of_inputs_cannot_spoil_the_references():
+    def destructive(q, k):
+        q.zero_()
+        k.zero_()
+        return torch.zeros(1)
+
+    with pytest.raises(CheckFailed):
+        check("attention_scores", function=destructive)
+    solution = registry.find("attention_scores")[1].solution
+    assert "passed" in check("attention_scores", function=solution)
+
+
+def test_bad_calls_get_clear_errors(smollm2):
+    with pytest.raises(KeyError, match="no exercise called 'atention_scores'"):
+        check("atention_scores", function=stub)
+    with pytest.raises(CheckFailed, match='check\\("head_type_scores", model=model\\)'):
+        check("head_type_scores", function=stub)
+    with pytest.raises(CheckFailed, match="is a int, not a function"):
+        exec('check("attention_scores")', {"check": check, "attention_scores": 3})
+
+
+def test_failed_check_fails_like_an_assertion_and_renders_briefly():
+    with pytest.raises(AssertionError) as failure:
+        check("attention_scores", function=stub)
+    assert failure.value._render_traceback_() == [f"\x1b[31m✘ {failure.value}\x1b[0m"]

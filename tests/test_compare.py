@@ -1,0 +1,67 @@
+"""The diagnostics: each kind of wrong answer gets its own plain message."""
+
+import pytest
+import torch
+
+from autograder.compare import diagnose
+
+EXPECTED = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4) / 7
+DIMS = ("batch", "head", "pos")
+
+
+def run(answer, expected=EXPECTED, mistakes=None, device="cpu", atol=1e-5, rtol=1e-4):
+    return diagnose(answer, expected, dims=DIMS, atol=atol, rtol=rtol, device=torch.device(device),
+                    mistakes=mistakes or {})
+
+
+def test_right_answer_passes_including_equivalent_rounding():
+    assert run(EXPECTED.clone()) is None
+    assert run(EXPECTED * (1 + 1e-6)) is None
+
+
+def test_value_error_reports_count_and_size_not_the_answer():
+    wrong = EXPECTED.clone()
+    wrong[0, 0, 1] += 0.5
+    message = run(wrong)
+    assert "1 of 24 values are wrong" in message and "0.5" in message
+    assert str(round(EXPECTED[0, 0, 1].item(), 4)) not in message
+
+
+def test_shape_message_names_dimensions_and_spots_permutations():
+    message = run(EXPECTED.transpose(0, 1))
+    assert "wrong shape: got [3, 2, 4], expected [batch=2, head=3, pos=4]" in message
+    assert "another order" in message
+    assert "another order" not in run(EXPECTED[0])
+
+
+def test_dtype_and_device_and_type_messages():
+    assert "wrong dtype: got torch.float64" in run(EXPECTED.double())
+    assert "wrong dtype: got torch.int64" in run(EXPECTED.long())
+    assert "wrong device: the answer is on cpu but the inputs were on cuda" in run(EXPECTED, device="cuda")
+    assert "returned None" in run(None)
+    assert "returned a list" in run(EXPECTED.tolist())
+
+
+def test_nan_and_inf_are_named():
+    nan = EXPECTED.clone()
+    nan[1] = float("nan")
+    assert "12 of 24 entries are NaN" in run(nan)
+    masked = EXPECTED.clone()
+    masked[..., -1] = float("-inf")
+    assert run(masked.clone(), expected=masked) is None
+    unmasked = masked.clone()
+    unmasked[0, 0, -1] = -1e9
+    assert "1 entries should be -inf" in run(unmasked, expected=masked)
+
+
+def test_known_mistake_wins_over_generic_message_even_with_another_shape():
+    mistakes = {"doubled": ("doubled it", EXPECTED * 2), "summed": ("summed it", EXPECTED.sum(0))}
+    assert run(EXPECTED * 2, mistakes=mistakes) == "it looks like you doubled it."
+    assert run(EXPECTED.sum(0), mistakes=mistakes) == "it looks like you summed it."
+    assert "values are wrong" in run(EXPECTED * 3, mistakes=mistakes)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e-2])
+def test_tolerance_boundary(scale):
+    answer = EXPECTED + scale
+    assert (run(answer, atol=scale * 2, rtol=0) is None) and run(answer, atol=scale / 2, rtol=0)
