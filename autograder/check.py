@@ -26,7 +26,7 @@ class CheckFailed(AssertionError):
         return [f"\x1b[31m✘ {self}\x1b[0m"]
 
 
-def check(exercise_id: str, *, model=None, hidden: bool = False, function=None) -> str:
+def check(exercise_id: str, *, model=None, hidden: bool = False, function=None) -> None:
     """Check the function named `exercise_id` that you defined in this notebook.
 
     Args:
@@ -35,8 +35,13 @@ def check(exercise_id: str, *, model=None, hidden: bool = False, function=None) 
         hidden: run the hidden test cases instead of the visible one (nbgrader does this).
         function: check this callable instead of looking the name up in the notebook.
 
-    Returns the "passed" line (also printed). Raises CheckFailed saying what is wrong.
+    Prints a "passed" line, or raises CheckFailed saying what is wrong.
     """
+    print(verify(exercise_id, model=model, hidden=hidden, function=function))
+
+
+def verify(exercise_id: str, *, model=None, hidden: bool = False, function=None) -> str:
+    """`check` without printing: returns the "passed" line."""
     chapter, exercise = registry.find(exercise_id)
     if function is None:
         function = _find_function(exercise.id)
@@ -57,9 +62,7 @@ def check(exercise_id: str, *, model=None, hidden: bool = False, function=None) 
             which = "hidden test" if hidden else "check"
             raise CheckFailed(f"{exercise.id} failed the {which}: {problem}")
     cases = f"{len(indices)} hidden case{'s' * (len(indices) != 1)}" if hidden else "visible case"
-    line = f"✔ {exercise.id} passed ({cases}; references: {refs.describe()})"
-    print(line)
-    return line
+    return f"✔ {exercise.id} passed ({cases}; references: {refs.describe()})"
 
 
 def _find_function(name: str):

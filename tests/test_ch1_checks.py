@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from autograder import CheckFailed, check, registry
+from autograder.check import verify
 
 CHAPTER = "ch1_attention"
 PURE = [e for e in registry.exercises(CHAPTER) if not e.needs_model]
@@ -22,7 +23,7 @@ def test_chapter_has_8_to_12_graded_exercises():
 @pytest.mark.parametrize("exercise", PURE, ids=lambda e: e.id)
 @pytest.mark.parametrize("hidden", [False, True])
 def test_pure_exercise(exercise, hidden):
-    assert "passed" in check(exercise.id, function=exercise.solution, hidden=hidden)
+    assert "passed" in verify(exercise.id, function=exercise.solution, hidden=hidden)
     with pytest.raises(CheckFailed, match="not implemented yet"):
         check(exercise.id, function=stub, hidden=hidden)
     for mistake in exercise.mistakes:
@@ -34,7 +35,7 @@ def test_pure_exercise(exercise, hidden):
 @pytest.mark.parametrize("exercise", MODEL, ids=lambda e: e.id)
 def test_model_exercise(exercise, course_model):
     for hidden in (False, True):
-        assert "passed" in check(exercise.id, function=exercise.solution, model=course_model,
+        assert "passed" in verify(exercise.id, function=exercise.solution, model=course_model,
                                  hidden=hidden)
         with pytest.raises(CheckFailed, match="not implemented yet"):
             check(exercise.id, function=stub, model=course_model, hidden=hidden)
@@ -50,13 +51,13 @@ def test_model_mistakes_are_diagnosed_where_they_make_a_difference(smollm2, gpt2
             assert mistake.message in str(failure.value)
     layer = registry.find("layer_attention_output")[1]
     pre_rotary = next(m.fn for m in layer.mistakes if m.name == "pre_rotary")
-    assert "passed" in check(layer.id, function=pre_rotary, model=gpt2_test)
+    assert "passed" in verify(layer.id, function=pre_rotary, model=gpt2_test)
 
 
-def test_check_finds_the_function_by_name_in_the_callers_namespace():
+def test_check_finds_the_function_by_name_in_the_callers_namespace(capsys):
     namespace = {"check": check, "attention_pattern": lambda masked_scores: masked_scores.softmax(-1)}
-    exec('result = check("attention_pattern")', namespace)
-    assert "passed" in namespace["result"]
+    exec('check("attention_pattern")', namespace)
+    assert "✔ attention_pattern passed (visible case; references: pure" in capsys.readouterr().out
     with pytest.raises(CheckFailed, match="no function called `attention_scores`"):
         exec('check("attention_scores")', {"check": check})
 
@@ -67,7 +68,7 @@ def test_student_errors_are_reported_not_raised():
 
     with pytest.raises(CheckFailed, match="your function raised RuntimeError"):
         check("attention_scores", function=broken)
-    assert "passed" in check("attention_pattern", function=lambda masked_scores: masked_scores.softmax(-1))
+    assert "passed" in verify("attention_pattern", function=lambda masked_scores: masked_scores.softmax(-1))
 
 
 def test_in_place_edits_of_inputs_cannot_spoil_the_references():
@@ -79,7 +80,7 @@ def test_in_place_edits_of_inputs_cannot_spoil_the_references():
     with pytest.raises(CheckFailed):
         check("attention_scores", function=destructive)
     solution = registry.find("attention_scores")[1].solution
-    assert "passed" in check("attention_scores", function=solution)
+    assert "passed" in verify("attention_scores", function=solution)
 
 
 def test_bad_calls_get_clear_errors(smollm2):

@@ -89,15 +89,15 @@ def test_gpt2_small_loads_by_name_and_builds_references_on_first_use(gpt2_test, 
     stand_in_hub_cache(tmp_path / "hf", _gpt2_test_checkpoint()[0])
     result = run_python("""
         import torch
-        from autograder import check
+        from autograder.check import verify
         from readheads import load_model
         from solutions.ch1_attention import head_type_scores
 
         model = load_model("gpt2-small", device="cpu")
         info = model.course_info
         print("INFO", info.name, info.fingerprint, model.cfg.n_layers, model.cfg.n_heads)
-        check("head_type_scores", function=head_type_scores, model=model)
-        check("head_type_scores", function=head_type_scores, model=model)
+        print(verify("head_type_scores", function=head_type_scores, model=model))
+        print(verify("head_type_scores", function=head_type_scores, model=model))
     """, {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1",
           "COURSE_CACHE_DIR": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr[-3000:]
