@@ -1,0 +1,92 @@
+"""Print the course's speed numbers (not a test: nothing here can fail on a slow machine).
+
+    python benchmarks/run.py            # all
+    python benchmarks/run.py checks     # one group: checks, loading, grading
+"""
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("COURSE_GPT2_TOKENIZER_DIR", str(ROOT.parent / "shared" / "gpt2-tokenizer"))
+
+
+def median_seconds(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_checks():
+    from autograder import registry
+    from autograder.check import verify
+    from readheads import load_model
+
+    model = load_model("smollm2-135m", device="cpu", quiet=True)
+    print("check call, median of 20 (solution as the answer):")
+    for exercise in registry.exercises("ch1_attention"):
+        kwargs = {"model": model} if exercise.needs_model else {}
+        verify(exercise.id, function=exercise.solution, **kwargs)  # warm: load references
+        seconds = median_seconds(lambda: verify(exercise.id, function=exercise.solution, **kwargs), 20)
+        print(f"  {exercise.id:24s} {seconds * 1000:8.2f} ms"
+              + ("  (includes running the model)" if exercise.needs_model else ""))
+
+
+def timed_run(command, **kwargs) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, **kwargs)
+    return time.perf_counter() - start
+
+
+def bench_loading():
+    code = "from readheads import load_model; load_model('{}', device='cpu', quiet=True)"
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "COURSE_CACHE_DIR": cache}
+        for name in ("smollm2-135m", "gpt2-test"):
+            first = timed_run([sys.executable, "-c", code.format(name)], env=env)
+            cached = timed_run([sys.executable, "-c", code.format(name)], env=env)
+            print(f"load {name:13s} first (convert/build + boot): {first:5.1f} s   "
+                  f"cached: {cached:5.1f} s   (each in a fresh Python process)")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": tempfile.mkdtemp()}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code.format("gpt2-small")], env=env, capture_output=True)
+    print(f"gpt2-small without the Hub fails after {time.perf_counter() - start:.1f} s")
+
+
+def bench_grading():
+    chapter = "ch1_attention"
+    source = ROOT / "exercises" / "source" / chapter / f"{chapter}.ipynb"
+    env = {**os.environ, "COURSE_MODEL": "smollm2-135m"}
+    bin_dir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory() as course:
+        course = Path(course)
+        execute = timed_run([bin_dir / "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                             str(source), "--output-dir", str(course / "executed")], env=env)
+        shutil.copy(ROOT / "exercises" / "nbgrader_config.py", course)
+        shutil.copytree(source.parent, course / "source" / chapter)
+        submitted = course / "submitted" / "alice" / chapter
+        submitted.mkdir(parents=True)
+        shutil.copy(source, submitted)
+        nbgrader = [sys.executable, "-m", "nbgrader"]
+        timed_run(nbgrader + ["generate_assignment", chapter], cwd=course, env=env)
+        timed_run(nbgrader + ["db", "student", "add", "alice"], cwd=course, env=env)
+        grade = timed_run(nbgrader + ["autograde", chapter], cwd=course, env=env)
+    print(f"Chapter 1 solution notebook on smollm2-135m: execute {execute:.1f} s, "
+          f"nbgrader autograde {grade:.1f} s (ratio {grade / execute:.2f})")
+
+
+GROUPS = {"checks": bench_checks, "loading": bench_loading, "grading": bench_grading}
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or GROUPS:
+        GROUPS[name]()
