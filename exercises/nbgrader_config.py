@@ -8,7 +8,6 @@ autograded/, feedback/ (made by nbgrader as you grade).
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
 c.CourseDirectory.course_id = "reading-attention-heads"
-c.CourseDirectory.assignments = {}
 # Loading a model (and, the first time, converting the offline one) takes longer than
 # nbgrader's 30 s default per cell.
 # (nbgrader's preprocessor is `Execute`; it keeps executing after a failing cell.)

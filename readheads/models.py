@@ -22,7 +22,6 @@ import os
 import shutil
 import socket
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -92,7 +91,7 @@ def load_model(name: str | None = None, device: str | None = None, *, quiet: boo
         try:
             return load_model("gpt2-small", device, quiet=quiet)
         except ModelUnavailableError as err:
-            warnings.warn(f"{err}\nFalling back to the offline model smollm2-135m.", stacklevel=2)
+            print(f"{err}\n-> Falling back to the offline model smollm2-135m.")
             return load_model("smollm2-135m", device, quiet=quiet)
 
     start = time.perf_counter()
