@@ -2,8 +2,6 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# Tools started as subprocesses (nbgrader runs `alembic`, the book runs kernels) come from the venv.
-export PATH := $(CURDIR)/$(BIN):$(PATH)
 # GPT-2's tokenizer for the random-weight test model (read-only material beside the checkout).
 export COURSE_GPT2_TOKENIZER_DIR ?= $(abspath $(CURDIR)/../shared/gpt2-tokenizer)
 STAMP := $(VENV)/.installed

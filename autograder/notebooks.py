@@ -17,6 +17,7 @@ From one master come three notebooks:
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import shutil
 import subprocess
@@ -110,6 +111,13 @@ def generate(root: Path, chapter: str) -> None:
     shutil.copy(_release(paths["source"], chapter), paths["release"])
 
 
+def tool_env(**variables: str) -> dict[str, str]:
+    """The environment for course tools run as subprocesses: this Python's scripts folder
+    first on PATH (nbgrader runs `alembic` from there), plus `variables`."""
+    scripts = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", ""), **variables}
+
+
 def _release(source: Path, chapter: str) -> Path:
     """Run nbgrader generate_assignment on the source notebook in a scratch course."""
     course = Path(tempfile.mkdtemp(prefix="course-release-"))
@@ -117,7 +125,7 @@ def _release(source: Path, chapter: str) -> Path:
     subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", chapter, "--force",
                     f"--CourseDirectory.root={course}", "--log-level=WARN",
                     f"--CourseDirectory.db_url=sqlite:///{course}/gradebook.db"],
-                   check=True, cwd=course)
+                   check=True, cwd=course, env=tool_env())
     return course / "release" / chapter / source.name
 
 

@@ -66,7 +66,9 @@ def bench_loading():
 def bench_grading():
     chapter = "ch1_attention"
     source = ROOT / "exercises" / "source" / chapter / f"{chapter}.ipynb"
-    env = {**os.environ, "COURSE_MODEL": "smollm2-135m"}
+    from autograder.notebooks import tool_env
+
+    env = tool_env(COURSE_MODEL="smollm2-135m")
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as course:
         course = Path(course)

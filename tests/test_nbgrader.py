@@ -3,7 +3,6 @@ three submissions (full solution, untouched release, partly right), feedback and
 
 import csv
 import inspect
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 from traitlets.config import Config
 
 from autograder import registry
-from autograder.notebooks import SOLUTION_MARKER
+from autograder.notebooks import SOLUTION_MARKER, tool_env
 
 from .conftest import ROOT
 
@@ -29,8 +28,8 @@ def attention_output(z, W_O, b_O):
 
 
 def nbgrader(course, *args):
-    env = {**os.environ, "COURSE_MODEL": "smollm2-135m"}
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course,
+                            env=tool_env(COURSE_MODEL="smollm2-135m"),
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
