@@ -226,6 +226,10 @@ def _values_pattern_transposed(pattern, v):
     return torch.einsum("bhkq,bkhd->bqhd", pattern, v)
 
 
+def _per_head_summed(z, W_O):
+    return torch.einsum("bphd,hdm->bpm", z, W_O)
+
+
 def _output_without_bias(z, W_O, b_O):
     return per_head_outputs(z, W_O).sum(dim=2)
 
@@ -388,7 +392,10 @@ EXERCISES = [
                          "pattern[b, h, query, key], summing over keys", _values_pattern_transposed),
              )),
     Exercise(per_head_outputs, ("batch", "pos", "head", "d_model"), _z_W_O_cases,
-             f"z, W_O: {PURE}", **PURE_TOL),
+             f"z, W_O: {PURE}", **PURE_TOL, mistakes=(
+                 Mistake("summed_heads", "summed over the heads; keep one output per head (the "
+                         "next exercise adds them up)", _per_head_summed),
+             )),
     Exercise(attention_output, ("batch", "pos", "d_model"), _output_cases,
              f"z, W_O, b_O: {PURE}", **PURE_TOL, mistakes=(
                  Mistake("no_bias", "left out the output bias b_O", _output_without_bias),
