@@ -54,7 +54,7 @@ def verify(exercise_id: str, *, model=None, hidden: bool = False, function=None)
         raise CheckFailed(f"{exercise.id}: {refs.path} has no references for this exercise; "
                           "rebuild them with: python -m autograder build")
     indices = range(1, entry["cases"]) if hidden else range(1)
-    all_cases = _cases_for(exercise, model, entry, refs) if exercise.needs_model else None
+    all_cases = _cases_for(exercise, model) if exercise.needs_model else None
     for index in indices:
         kwargs = all_cases[index] if all_cases else _stored_inputs(refs, entry, exercise.id, index)
         problem = _run_case(function, kwargs, refs, entry, exercise.id, index, model)
@@ -87,7 +87,7 @@ def _stored_inputs(refs, entry, exercise_id: str, index: int) -> dict:
     return kwargs
 
 
-def _cases_for(exercise, model, entry, refs) -> list[dict]:
+def _cases_for(exercise, model) -> list[dict]:
     """Model exercises: inputs made from the model (cached per model for this session)."""
     key = (id(model), exercise.id)
     if key not in _model_cases:

@@ -7,7 +7,7 @@ tensors are computed from its solution and mistake functions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 
@@ -37,6 +37,7 @@ class Exercise:
             equivalent formulations.
         mistakes: known wrong answers, recognised by comparison with their outputs.
         needs_model: whether references depend on the model (stored per weight fingerprint).
+        points: what its nbgrader check cell is worth.
     """
 
     solution: Callable[..., Any]
@@ -48,7 +49,6 @@ class Exercise:
     mistakes: tuple[Mistake, ...] = ()
     needs_model: bool = False
     points: int = 1
-    hints: tuple[str, ...] = field(default=())
 
     @property
     def id(self) -> str:
