@@ -1,5 +1,5 @@
-"""Every Chapter 1 check passes the solution and fails the stub and each known mistake,
-with the right diagnosis, on both course models with committed references."""
+"""Every check passes the solution and fails the stub and each known mistake, with the right
+diagnosis, on both course models with committed references; and the check's own behaviour."""
 
 import pytest
 import torch
@@ -7,17 +7,21 @@ import torch
 from autograder import CheckFailed, check, registry
 from autograder.check import verify
 
-CHAPTER = "ch1_attention"
-PURE = [e for e in registry.exercises(CHAPTER) if not e.needs_model]
-MODEL = [e for e in registry.exercises(CHAPTER) if e.needs_model]
+ALL = [e for chapter in registry.CHAPTERS for e in registry.exercises(chapter)]
+PURE = [e for e in ALL if not e.needs_model]
+MODEL = [e for e in ALL if e.needs_model]
 
 
 def stub(*args, **kwargs):
     raise NotImplementedError()
 
 
-def test_chapter_has_8_to_12_graded_exercises():
-    assert 8 <= len(registry.exercises(CHAPTER)) <= 12
+def test_exercise_ids_are_unique_across_chapters():
+    assert len({e.id for e in ALL}) == len(ALL)
+
+
+def test_chapter_1_has_8_to_12_graded_exercises():
+    assert 8 <= len(registry.exercises("ch1_attention")) <= 12
 
 
 @pytest.mark.parametrize("exercise", PURE, ids=lambda e: e.id)
