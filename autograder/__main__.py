@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def build_references(model_names, out: Path | None) -> None:
     from readheads import load_model
 
     for chapter in registry.CHAPTERS:
-        if out is None:
+        if out is None:  # rebuilding the committed set: start clean, so no stale file stays
+            shutil.rmtree(references.COMMITTED_DIR / chapter, ignore_errors=True)
             references.save(references.COMMITTED_DIR / chapter, *references.build(chapter))
     for name in model_names:
         model = load_model(name, device="cpu")

@@ -34,10 +34,15 @@ def references_out_of_sync(model_names) -> list[str]:
     from readheads import load_model
 
     problems = []
+    keys = {references.PURE_KEY}
     for chapter in registry.CHAPTERS:
         problems += _differences(chapter, None, references.PURE_KEY)
     for name in model_names:
         model = load_model(name, device="cpu", quiet=True)
+        keys.add(model.course_info.key)
         for chapter in registry.CHAPTERS:
             problems += _differences(chapter, model, model.course_info.key)
+    for path in sorted(references.COMMITTED_DIR.glob("*/*.safetensors")):
+        if path.stem not in keys or path.parent.name not in registry.CHAPTERS:
+            problems.append(f"{path} is stale: no current model or chapter produces it")
     return problems

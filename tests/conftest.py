@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 TOKENIZER_DIR = SHARED / "gpt2-tokenizer"
+ATTENTION_WEIGHTS = SHARED / "gpt2-small-attention" / "gpt2-small-attention-fp32.safetensors"
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -24,6 +25,7 @@ def require(condition: bool, reason: str) -> None:
 def course_environment():
     """Point the course at the shared tokenizer; pick models explicitly, never from the env."""
     os.environ.setdefault("COURSE_GPT2_TOKENIZER_DIR", str(TOKENIZER_DIR))
+    os.environ.setdefault("COURSE_GPT2_ATTENTION_WEIGHTS", str(ATTENTION_WEIGHTS))
     os.environ.pop("COURSE_MODEL", None)
     yield
 
@@ -44,6 +46,15 @@ def gpt2_test():
     from readheads.models import load_model
 
     return load_model("gpt2-test", device="cpu", quiet=True)
+
+
+@pytest.fixture(scope="session")
+def gpt2_attention(gpt2_test):
+    """GPT-2 small's real attention weights (random embeddings and MLPs)."""
+    require(ATTENTION_WEIGHTS.is_file(), f"GPT-2 small attention weights not found at {ATTENTION_WEIGHTS}")
+    from readheads.models import load_model
+
+    return load_model("gpt2-attention", device="cpu", quiet=True)
 
 
 @pytest.fixture(params=["smollm2", "gpt2_test"])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,21 @@ def test_gpt2_architecture_and_tokenizer(gpt2_test):
     assert cache["blocks.11.attn.hook_pattern"].shape == (1, 12, 3, 3)
     assert cache["blocks.0.attn.hook_q"].shape == (1, 3, 12, 64)
     assert gpt2_test.course_info.name == "gpt2-test"
+
+
+def test_gpt2_attention_model_holds_the_real_attention_weights(gpt2_attention, gpt2_test):
+    from safetensors.torch import load_file
+
+    from .conftest import ATTENTION_WEIGHTS
+
+    from readheads.models import _gpt2_attention_checkpoint
+
+    real = load_file(ATTENTION_WEIGHTS)
+    hf = load_file(Path(_gpt2_attention_checkpoint()[0]) / "model.safetensors")
+    for key in ("transformer.h.4.attn.c_attn.weight", "transformer.h.11.attn.c_proj.bias",
+                "transformer.h.7.ln_1.weight"):
+        assert hf[key].equal(real[key]), key
+    assert gpt2_attention.course_info.fingerprint != gpt2_test.course_info.fingerprint
 
 
 def test_offline_model_architecture(smollm2):

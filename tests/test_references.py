@@ -71,3 +71,10 @@ def test_a_changed_solution_is_detected_as_out_of_sync(monkeypatch):
 
 def test_committed_notebooks_are_generated_from_the_master_and_solutions():
     assert notebooks.out_of_sync(ROOT, CHAPTER) == []
+
+
+def test_stale_reference_files_are_reported(tmp_path, monkeypatch):
+    shutil.copytree(references.COMMITTED_DIR / CHAPTER, tmp_path / CHAPTER)
+    shutil.copy(tmp_path / CHAPTER / "pure.safetensors", tmp_path / CHAPTER / "oldmodel-123.safetensors")
+    monkeypatch.setattr(references, "COMMITTED_DIR", tmp_path)
+    assert any("oldmodel-123.safetensors is stale" in p for p in references_out_of_sync([]))
