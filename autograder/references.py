@@ -90,11 +90,14 @@ def build(chapter: str, model=None) -> tuple[dict[str, torch.Tensor], dict]:
             tensors[f"{prefix}/expected"] = expected
             if model is None:
                 entry["arguments"].append(_store_inputs(prefix, kwargs, tensors))
+            seen = [expected]
             for mistake in exercise.mistakes:
                 wrong = mistake.fn(**kwargs).detach().cpu().contiguous()
                 # A mistake that gives the right answer here (e.g. "forgot the bias" on a model
-                # without biases) cannot be diagnosed on this case: leave it out.
-                if not matches(wrong, expected, exercise.atol, exercise.rtol):
+                # without biases), or the same answer as an earlier mistake, cannot be
+                # diagnosed on this case: leave it out.
+                if not any(matches(wrong, other, exercise.atol, exercise.rtol) for other in seen):
+                    seen.append(wrong)
                     tensors[f"{prefix}/mistake/{mistake.name}"] = wrong
                     entry["mistakes"].setdefault(mistake.name, mistake.message)
         entries[exercise.id] = entry

@@ -7,7 +7,7 @@ from types import ModuleType
 
 from .spec import Exercise
 
-CHAPTERS = ("ch1_attention",)
+CHAPTERS = ("ch1_attention", "ch2_induction")
 
 
 def chapter_module(chapter: str) -> ModuleType:

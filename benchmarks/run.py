@@ -1,7 +1,7 @@
 """Print the course's speed numbers (not a test: nothing here can fail on a slow machine).
 
     python benchmarks/run.py            # all
-    python benchmarks/run.py checks     # one group: checks, loading, grading
+    python benchmarks/run.py checks     # one group: checks, loading, grading, ablation
 """
 
 import os
@@ -87,7 +87,34 @@ def bench_grading():
           f"nbgrader autograde {grade:.1f} s (ratio {grade / execute:.2f})")
 
 
-GROUPS = {"checks": bench_checks, "loading": bench_loading, "grading": bench_grading}
+def bench_ablation():
+    from readheads import load_model
+    from solutions.ch2_induction import (head_ablation_loss_increase,
+                                         head_ablation_loss_increase_slow, repeated_random_tokens)
+
+    model = load_model("smollm2-135m", device="cpu", quiet=True)
+    tokens = repeated_random_tokens(model, 50, 2, seed=0)  # as in the Chapter 2 notebook
+    layers = [0, 15, 29]
+    start = time.perf_counter()
+    slow = head_ablation_loss_increase_slow(model, tokens, "zero", layers=layers)
+    slow_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    fast = head_ablation_loss_increase(model, tokens, "zero", layers=layers)
+    fast_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    head_ablation_loss_increase(model, tokens, "zero")
+    full_seconds = time.perf_counter() - start
+    n_layers = model.cfg.n_layers
+    print(f"ablation sweep, smollm2-135m, {tuple(tokens.shape)} tokens, zero ablation:")
+    print(f"  {len(layers)} layers: one head at a time {slow_seconds:.1f} s, batched "
+          f"{fast_seconds:.1f} s: speed-up {slow_seconds / fast_seconds:.2f}x, largest difference "
+          f"{(slow - fast).abs().max().item():.1e}")
+    print(f"  all {n_layers} layers batched: {full_seconds:.0f} s (one head at a time, "
+          f"extrapolated: {slow_seconds / len(layers) * n_layers:.0f} s)")
+
+
+GROUPS = {"checks": bench_checks, "loading": bench_loading, "grading": bench_grading,
+          "ablation": bench_ablation}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or GROUPS:

@@ -11,4 +11,4 @@ c.CourseDirectory.course_id = "reading-attention-heads"
 # Loading a model (and, the first time, converting the offline one) takes longer than
 # nbgrader's 30 s default per cell.
 # (nbgrader's preprocessor is `Execute`; it keeps executing after a failing cell.)
-c.Execute.timeout = 600
+c.Execute.timeout = 1800

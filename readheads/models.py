@@ -113,7 +113,7 @@ def load_model(name: str | None = None, device: str | None = None, *, quiet: boo
     # weights (on the GPU that rounds differently), so every device finds the same references.
     hf_model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
     fingerprint = _fingerprint(hf_model)
-    model = _boot_bridge(checkpoint, hf_model, device)
+    model = _boot_bridge(checkpoint, hf_model.to(device), device)
     info = ModelInfo(name, DISPLAY_NAMES[name], fingerprint, source)
     model.course_info = info
     if not quiet:

@@ -120,6 +120,6 @@ def test_gpt2_small_loads_by_name_and_builds_references_on_first_use(gpt2_test, 
     assert f"INFO gpt2-small {gpt2_test.course_info.fingerprint} 12 12" in result.stdout
     assert result.stdout.count("building them once") == 1
     built = tmp_path / "cache" / "references" / "ch1_attention"
-    assert result.stdout.count(f"passed (visible case; references: gpt2-small-") == 2
+    assert result.stdout.count("passed (visible case; references: gpt2-small-") == 2
     assert str(built) in result.stdout
     assert len(list(built.glob("gpt2-small-*.safetensors"))) == 1
