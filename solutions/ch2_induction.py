@@ -752,6 +752,7 @@ TOKENS = "repeated random tokens (BOS, seq_len random tokens, the same again)"
 MODEL_TOL = dict(atol=1e-3, rtol=1e-3)
 PURE_TOL = dict(atol=1e-5, rtol=1e-4)
 DETECTOR = ("layer", "head")
+DETECTOR_INPUTS = f"{TOKENS}: seq_len 20, batch 2 and, hidden, seq_len 30, batch 3"
 BOS_SHIFT = ("forgot the BOS shift: the second half is positions seq_len + 1 .. 2 * seq_len "
              "(position 0 is BOS), so queries start at seq_len + 1 and include the last position")
 
@@ -803,7 +804,7 @@ EXERCISES = [
     Exercise(all_layer_patterns, ("layer", "batch", "head", "query_pos", "key_pos"), _pattern_cases,
              f"{TOKENS}: seq_len 4 (batch 1) and 5 (batch 2)", **MODEL_TOL, needs_model=True),
     Exercise(previous_token_scores, DETECTOR, _detector_cases,
-             f"{TOKENS}: seq_len 20, batch 2 and, hidden, seq_len 30, batch 3", **MODEL_TOL,
+             DETECTOR_INPUTS, **MODEL_TOL,
              needs_model=True, mistakes=(
                  Mistake("current_token", "read the main diagonal (the current token); the "
                          "previous token is one below it", _previous_current_token),
@@ -812,7 +813,7 @@ EXERCISES = [
                          "score uses every query position i >= 1", _previous_second_half_only),
              )),
     Exercise(duplicate_token_scores, DETECTOR, _detector_cases,
-             f"{TOKENS}: seq_len 20, batch 2 and, hidden, seq_len 30, batch 3", **MODEL_TOL,
+             DETECTOR_INPUTS, **MODEL_TOL,
              needs_model=True, mistakes=(
                  Mistake("induction", "read key i - seq_len + 1, the token after the earlier copy "
                          "(that is the induction score); the duplicate is at i - seq_len",
@@ -821,7 +822,7 @@ EXERCISES = [
                          _duplicate_one_too_far_back),
              )),
     Exercise(induction_scores, DETECTOR, _detector_cases,
-             f"{TOKENS}: seq_len 20, batch 2 and, hidden, seq_len 30, batch 3", **MODEL_TOL,
+             DETECTOR_INPUTS, **MODEL_TOL,
              needs_model=True, mistakes=(
                  Mistake("duplicate", "attended to the earlier copy of the token itself (key "
                          "i - seq_len: a duplicate-token score); induction reads the token after "
@@ -835,7 +836,7 @@ EXERCISES = [
                          _induction_summed),
              )),
     Exercise(induction_scores_with_hooks, DETECTOR, _detector_cases,
-             f"{TOKENS}: seq_len 20, batch 2 and, hidden, seq_len 30, batch 3", **MODEL_TOL,
+             DETECTOR_INPUTS, **MODEL_TOL,
              needs_model=True, mistakes=(
                  Mistake("duplicate", "attended to the earlier copy of the token itself; "
                          "induction reads key i - seq_len + 1", _induction_is_duplicate),
