@@ -1,8 +1,9 @@
 """Course maintenance commands.
 
-    python -m autograder generate          notebooks + committed references, all chapters
-    python -m autograder build --model M   references for model M (gpt2-small: user cache,
-                                           or --out DIR to distribute with a release)
+    python -m autograder generate          rewrite the notebooks and the committed references
+                                           (the only command that changes committed files)
+    python -m autograder build --model M   references for model M, in the user cache, or in
+                                           --out DIR to distribute with a release
     python -m autograder verify            fail if anything generated is out of sync
 """
 
@@ -20,22 +21,39 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMITTED_MODELS = ("smollm2-135m", "gpt2-test")
 
 
-def build_references(model_names, out: Path | None) -> None:
+def rebuild_committed() -> None:
+    """Rewrite the committed references from scratch, so that no stale file stays."""
     from readheads import load_model
 
     for chapter in registry.CHAPTERS:
-        if out is None:  # rebuilding the committed set: start clean, so no stale file stays
-            shutil.rmtree(references.COMMITTED_DIR / chapter, ignore_errors=True)
-            references.save(references.COMMITTED_DIR / chapter, *references.build(chapter))
+        shutil.rmtree(references.COMMITTED_DIR / chapter, ignore_errors=True)
+        references.save(references.COMMITTED_DIR / chapter, *references.build(chapter))
+    for name in COMMITTED_MODELS:
+        model = load_model(name, device="cpu")
+        for chapter in registry.CHAPTERS:
+            path = references.save(references.COMMITTED_DIR / chapter,
+                                   *references.build(chapter, model))
+            print("wrote", path)
+
+
+def build_references(model_names, out: Path | None) -> None:
+    """References for each model in `out` (default: the user cache); pure ones too with out."""
+    from readheads import load_model
+
+    directory = out or references.cache_dir() / "references"
+    if directory.resolve().is_relative_to(references.COMMITTED_DIR.resolve()):
+        raise SystemExit(f"{directory} holds the committed references: only "
+                         "`python -m autograder generate` may write there. Choose another --out.")
+    if out is not None:
+        for chapter in registry.CHAPTERS:
+            print("wrote", references.save(out / chapter, *references.build(chapter)))
     for name in model_names:
         model = load_model(name, device="cpu")
         for chapter in registry.CHAPTERS:
-            directory = out or (references.COMMITTED_DIR if name in COMMITTED_MODELS
-                                else references.cache_dir() / "references")
             print("wrote", references.save(directory / chapter, *references.build(chapter, model)))
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,12 +62,16 @@ def main(argv=None) -> int:
     build.add_argument("--model", action="append", required=True)
     build.add_argument("--out", type=Path, help="folder to write to (default: see above)")
     sub.add_parser("verify", help="check generated notebooks and references are in sync")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
 
     if args.command == "generate":
         for chapter in registry.CHAPTERS:
             notebooks.generate(ROOT, chapter)
-        build_references(COMMITTED_MODELS, None)
+        rebuild_committed()
         return 0
     if args.command == "build":
         build_references(args.model, args.out)

@@ -52,11 +52,14 @@ def verify(exercise_id: str, *, model=None, hidden: bool = False, function=None)
     entry = refs.manifest["exercises"].get(exercise.id)
     if entry is None:
         raise CheckFailed(f"{exercise.id}: {refs.path} has no references for this exercise; "
-                          "rebuild them with: python -m autograder build")
+                          f"rebuild them with: {references.rebuild_command(refs.key)}")
     indices = range(1, entry["cases"]) if hidden else range(1)
     all_cases = _cases_for(exercise, model) if exercise.needs_model else None
     for index in indices:
-        kwargs = all_cases[index] if all_cases else _stored_inputs(refs, entry, exercise.id, index)
+        if all_cases:
+            kwargs = all_cases[index]
+        else:
+            kwargs = references.stored_case(refs.tensors, entry, exercise.id, index)
         problem = _run_case(function, kwargs, refs, entry, exercise.id, index, model)
         if problem:
             which = "hidden test" if hidden else "check"
@@ -77,14 +80,6 @@ def _find_function(name: str):
     if not callable(function):
         raise CheckFailed(f"{name}: `{name}` is a {type(function).__name__}, not a function.")
     return function
-
-
-def _stored_inputs(refs, entry, exercise_id: str, index: int) -> dict:
-    prefix = f"{exercise_id}/{index}/input/"
-    kwargs = {name[len(prefix):]: tensor.clone()  # a copy: in-place edits cannot spoil refs
-              for name, tensor in refs.tensors.items() if name.startswith(prefix)}
-    kwargs.update(entry["arguments"][index])
-    return kwargs
 
 
 def _cases_for(exercise, model) -> list[dict]:

@@ -25,6 +25,23 @@ def matches(answer, expected: torch.Tensor, atol: float, rtol: float) -> bool:
             and not answer.dtype.is_complex and bool(close(answer, expected, atol, rtol).all()))
 
 
+def distinguishability(answer: torch.Tensor, others: list[torch.Tensor], atol: float,
+                       rtol: float) -> float:
+    """How far `answer` is from the nearest of `others`, in units of the tolerance: the largest
+    |answer - other| / (atol + rtol * |other|) over the elements. 1 is the threshold of
+    `matches`; inf where shapes differ or infinities/NaNs disagree."""
+    nearest = float("inf")
+    for other in others:
+        if answer.shape != other.shape:
+            continue
+        a, b = answer.detach().to("cpu", torch.float64), other.to(torch.float64)
+        same_inf = torch.isinf(a) & (a == b)
+        gap = ((a - b).abs() / (atol + rtol * b.abs())).masked_fill(same_inf, 0.0)
+        gap = gap.nan_to_num(nan=float("inf"))
+        nearest = min(nearest, gap.max().item() if gap.numel() else 0.0)
+    return nearest
+
+
 def diagnose(answer, expected: torch.Tensor, *, dims, atol: float, rtol: float,
              device: torch.device, mistakes: dict[str, tuple[str, torch.Tensor]]) -> str | None:
     """Why `answer` is not `expected` (None if it is, within atol/rtol).

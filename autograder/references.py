@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from readheads.paths import cache_dir
 
 from . import registry
-from .compare import matches
+from .compare import distinguishability
 from .spec import Exercise
 
 COMMITTED_DIR = Path(__file__).parent / "references"
@@ -74,13 +74,24 @@ def pure_cases(chapter: str, exercise: Exercise) -> list[dict]:
     return exercise.make_cases(generator)
 
 
-def build(chapter: str, model=None) -> tuple[dict[str, torch.Tensor], dict]:
-    """Run the solutions (and mistakes) of one chapter: pure exercises if model is None."""
+def build(chapter: str, model=None, *, stored: tuple[dict, dict] | None = None
+          ) -> tuple[dict[str, torch.Tensor], dict]:
+    """Run the solutions (and mistakes) of one chapter: pure exercises if model is None.
+
+    stored: (tensors, manifest) of a pure reference file, to recompute its outputs on its own
+    stored inputs instead of drawing them again.
+    """
     tensors, entries = {}, {}
     for exercise in registry.exercises(chapter):
         if exercise.needs_model != (model is not None):
             continue
-        cases = exercise.make_cases(model) if model is not None else pure_cases(chapter, exercise)
+        if model is not None:
+            cases = exercise.make_cases(model)
+        elif stored is not None:
+            entry = stored[1]["exercises"][exercise.id]
+            cases = [stored_case(stored[0], entry, exercise.id, i) for i in range(entry["cases"])]
+        else:
+            cases = pure_cases(chapter, exercise)
         entry = {"inputs": exercise.inputs, "cases": len(cases), "atol": exercise.atol,
                  "rtol": exercise.rtol, "output_dims": list(exercise.output_dims),
                  "mistakes": {}, "arguments": []}
@@ -96,7 +107,7 @@ def build(chapter: str, model=None) -> tuple[dict[str, torch.Tensor], dict]:
                 # A mistake that gives the right answer here (e.g. "forgot the bias" on a model
                 # without biases), or the same answer as an earlier mistake, cannot be
                 # diagnosed on this case: leave it out.
-                if not any(matches(wrong, other, exercise.atol, exercise.rtol) for other in seen):
+                if distinguishability(wrong, seen, exercise.atol, exercise.rtol) > 1:
                     seen.append(wrong)
                     tensors[f"{prefix}/mistake/{mistake.name}"] = wrong
                     entry["mistakes"].setdefault(mistake.name, mistake.message)
@@ -106,6 +117,16 @@ def build(chapter: str, model=None) -> tuple[dict[str, torch.Tensor], dict]:
                 "versions": {p: version(p) for p in ("torch", "transformers", "transformer_lens")},
                 "built_with": "python -m autograder build"}
     return tensors, manifest
+
+
+def stored_case(tensors: dict, entry: dict, exercise_id: str, index: int) -> dict:
+    """The keyword arguments of a pure exercise's case `index`, from a reference file (copies:
+    in-place edits by the function under test cannot spoil the references)."""
+    prefix = f"{exercise_id}/{index}/input/"
+    kwargs = {name[len(prefix):]: tensor.clone()
+              for name, tensor in tensors.items() if name.startswith(prefix)}
+    kwargs.update(entry["arguments"][index])
+    return kwargs
 
 
 def _store_inputs(prefix: str, kwargs: dict, tensors: dict) -> dict:
@@ -136,6 +157,17 @@ def save(directory: Path, tensors: dict, manifest: dict) -> Path:
     return path
 
 
+def rebuild_command(key: str) -> str:
+    """The command that rebuilds the references with this key."""
+    if key == PURE_KEY:
+        return "python -m autograder generate (in a checkout of the course)"
+    return f"python -m autograder build --model {key.rsplit('-', 1)[0]}"
+
+
+def read_manifest(path: Path) -> dict:
+    return json.loads(path.with_suffix(".json").read_text())
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -154,13 +186,13 @@ def load(chapter: str, model=None, *, build_missing: bool = True) -> References:
     path = find_file(chapter, key)
     if path is None:
         if model is None or not build_missing:
-            raise FileNotFoundError(
-                f"No references {chapter}/{key}. Build them with: python -m autograder build")
+            raise FileNotFoundError(f"No references {chapter}/{key}. Build them with: "
+                                    f"{rebuild_command(key)}")
         print(f"No stored references for {model.course_info.display_name} [{key}]: building "
               "them once from the course solutions (this runs the model)...")
         path = save(cache_dir() / "references" / chapter, *build(chapter, model))
-    manifest = json.loads(path.with_suffix(".json").read_text())
+    manifest = read_manifest(path)
     if manifest.get("sha256") != _sha256(path):
         raise ValueError(f"{path} does not match the checksum in its manifest: it is corrupted "
-                         "or was edited. Rebuild it with: python -m autograder build")
+                         f"or was edited. Rebuild it with: {rebuild_command(key)}")
     return References(chapter, key, load_file(str(path)), manifest, path)

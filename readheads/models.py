@@ -234,17 +234,31 @@ def _gpt2_test_checkpoint() -> tuple[str, str]:
             f"${TOKENIZER_ENV_VAR} to their folder (in this repository's CI: ../shared/gpt2-tokenizer)."
         )
     key = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
-    target = cache_dir() / "models" / f"gpt2-test-seed0-{key}-torch{torch.__version__}"
+    target = cache_dir() / "models" / f"gpt2-test-uniform-seed0-{key}-torch{torch.__version__}"
     if not (target / "config.json").is_file():
         from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
 
         # transformers 5 names these `vocab`/`merges`; `vocab_file=` silently gives 1 token.
         tokenizer = GPT2Tokenizer(vocab=str(files[0]), merges=str(files[1]))
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = GPT2LMHeadModel(GPT2Config())
+        model = GPT2LMHeadModel(GPT2Config())
+        _randomise_portably(model, seed=0, std=0.02)
         _save_atomically(target, model, tokenizer)
-    return str(target), "GPT-2 config and tokenizer, random weights (torch seed 0)"
+    return str(target), "GPT-2 config and tokenizer, random weights (uniform, seed 0)"
+
+
+def _randomise_portably(model, seed: int, std: float) -> None:
+    """Give every weight matrix seeded uniform values with standard deviation `std`, the same
+    bits on every CPU. (torch's normal draws round differently on its AVX-512, AVX2 and plain
+    vector paths; integer draws, an exact int-to-float conversion and one multiplication do
+    not.) Biases and LayerNorm parameters keep their constant initial values."""
+    generator = torch.Generator().manual_seed(seed)
+    half_range = 2**23  # integers below 2**24 convert to float32 exactly
+    scale = std * 3**0.5 / half_range  # uniform on [-a, a) has standard deviation a / sqrt(3)
+    with torch.no_grad():
+        for _, parameter in sorted(model.named_parameters()):
+            if parameter.dim() >= 2:
+                draws = torch.randint(-half_range, half_range, parameter.shape, generator=generator)
+                parameter.copy_(draws.to(torch.float32) * scale)
 
 
 def _gpt2_attention_checkpoint() -> tuple[str, str]:

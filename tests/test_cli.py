@@ -1,0 +1,64 @@
+"""The maintenance CLI: only `generate` touches committed files, and every command the course
+tells a user to run is one the CLI accepts."""
+
+import hashlib
+import re
+import shlex
+
+import pytest
+
+from autograder import __main__ as cli
+from autograder import references, registry
+
+
+def committed_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(references.COMMITTED_DIR.rglob("*")):
+        if path.is_file():
+            digest.update(str(path).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_build_writes_to_the_cache_or_out_and_never_touches_committed_files(
+        gpt2_test, tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "CHAPTERS", ("ch1_attention",))  # the cheap chapter
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    before = committed_digest()
+    assert cli.main(["build", "--model", "gpt2-test"]) == 0
+    assert (tmp_path / "cache" / "references" / "ch1_attention"
+            / f"{gpt2_test.course_info.key}.safetensors").is_file()
+    assert cli.main(["build", "--model", "gpt2-test", "--out", str(tmp_path / "bundle")]) == 0
+    assert {p.name for p in (tmp_path / "bundle" / "ch1_attention").iterdir()} == {
+        "pure.safetensors", "pure.json", f"{gpt2_test.course_info.key}.safetensors",
+        f"{gpt2_test.course_info.key}.json"}
+    assert committed_digest() == before
+
+
+def test_build_refuses_to_write_into_the_committed_references(tmp_path):
+    before = committed_digest()
+    with pytest.raises(SystemExit, match="only `python -m autograder generate` may write there"):
+        cli.main(["build", "--model", "gpt2-test", "--out",
+                  str(references.COMMITTED_DIR / "ch1_attention")])
+    assert committed_digest() == before
+
+
+def commands_in(text: str) -> list[str]:
+    return re.findall(r"python -m autograder ([a-z][^\n`)(]*?)(?:\s*\(|`|$|\))", text, re.MULTILINE)
+
+
+@pytest.mark.parametrize("key", ["pure", "gpt2-small-0123456789ab", "smollm2-135m-5e2de176e604"])
+def test_rebuild_messages_name_commands_the_cli_accepts(key):
+    message = references.rebuild_command(key)
+    arguments = commands_in(message)
+    assert arguments, message
+    args = cli.parser().parse_args(shlex.split(arguments[0]))
+    if key != "pure":
+        assert args.model == [key.rsplit("-", 1)[0]]
+
+
+def test_readme_commands_are_accepted_by_the_cli():
+    readme = (references.COMMITTED_DIR.parent.parent / "README.md").read_text()
+    found = commands_in(readme)
+    assert found
+    for arguments in found:
+        cli.parser().parse_args(shlex.split(arguments.replace("\\\n", " ")))
