@@ -1,4 +1,7 @@
-"""Check exercise answers against stored reference tensors; glue for nbgrader."""
+"""Check exercise answers against stored reference sets; glue for nbgrader.
+
+The runtime (this package's top level) imports neither the solutions nor the authoring tools
+in `autograder.authoring`."""
 
 from .check import CheckFailed, check
 

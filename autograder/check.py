@@ -1,22 +1,26 @@
 """The student-facing check: ``check("attention_scores")`` after writing that function.
 
-It finds the student's function by name in the notebook, runs it on the stored inputs (or on
-the model, for model exercises), compares with the stored references and either prints a
-one-line "passed" or raises `CheckFailed` with what is wrong. Raising is what makes an
-nbgrader test cell lose its points; in Jupyter the error shows as the message alone.
+It finds the student's function by name in the notebook, runs it on the cases stored in the
+chapter's reference set (on the model, for model exercises), compares with the stored answers
+and either prints a one-line "passed" or raises `CheckFailed` with what is wrong. Raising is
+what makes an nbgrader test cell lose its points; in Jupyter the error shows as the message
+alone. Everything comes from the reference files: the solutions are never imported here.
 """
 
 from __future__ import annotations
 
 import inspect
-import traceback
+import subprocess
+import sys
+from dataclasses import dataclass
 
-import torch
+from . import catalog
+from .compare import judge
+from .references import PURE_KEY, ReferenceSet, locate, reference_key, rebuild_command
+from .running import run_case
 
-from . import references, registry
-from .compare import diagnose
-
-_model_cases: dict[tuple[int, str], list[dict]] = {}
+_loaded: dict[tuple[str, str], ReferenceSet] = {}
+_caches: dict = {}  # activation caches of model cases, reused between checks
 
 
 class CheckFailed(AssertionError):
@@ -26,46 +30,95 @@ class CheckFailed(AssertionError):
         return [f"\x1b[31m✘ {self}\x1b[0m"]
 
 
-def check(exercise_id: str, *, model=None, hidden: bool = False, function=None) -> None:
+@dataclass
+class CheckResult:
+    exercise_id: str
+    passed: bool
+    message: str
+
+
+def check(exercise_id: str, *, hidden: bool = False, function=None, **sources) -> None:
     """Check the function named `exercise_id` that you defined in this notebook.
 
     Args:
         exercise_id: the exercise, which is also the name of the function to check.
-        model: the loaded model, for exercises that run on it.
         hidden: run the hidden test cases instead of the visible one (nbgrader does this).
         function: check this callable instead of looking the name up in the notebook.
+        sources: what the exercise runs on, e.g. ``model=model``.
 
     Prints a "passed" line, or raises CheckFailed saying what is wrong.
     """
-    print(verify(exercise_id, model=model, hidden=hidden, function=function))
+    print(verify(exercise_id, hidden=hidden, function=function, **sources))
 
 
-def verify(exercise_id: str, *, model=None, hidden: bool = False, function=None) -> str:
-    """`check` without printing: returns the "passed" line."""
-    chapter, exercise = registry.find(exercise_id)
-    if function is None:
-        function = _find_function(exercise.id)
-    if exercise.needs_model and model is None:
-        raise CheckFailed(f"{exercise.id}: this exercise runs on the model: call "
-                          f'check("{exercise.id}", model=model)')
-    refs = references.load(chapter, model if exercise.needs_model else None)
-    entry = refs.manifest["exercises"].get(exercise.id)
-    if entry is None:
-        raise CheckFailed(f"{exercise.id}: {refs.path} has no references for this exercise; "
-                          f"rebuild them with: {references.rebuild_command(refs.key)}")
-    indices = range(1, entry["cases"]) if hidden else range(1)
-    all_cases = _cases_for(exercise, model) if exercise.needs_model else None
+def verify(exercise_id: str, *, hidden: bool = False, function=None, **sources) -> str:
+    """`check` without printing: returns the "passed" line, raises CheckFailed."""
+    result = evaluate(exercise_id, hidden=hidden, function=function, **sources)
+    if not result.passed:
+        raise CheckFailed(result.message)
+    return result.message
+
+
+def evaluate(exercise_id: str, *, hidden: bool = False, function=None, **sources) -> CheckResult:
+    """Run the check and say how it went (raises only for calls that cannot be checked)."""
+    info = catalog.find(exercise_id)
+    missing = [name for name in info.needs if sources.get(name) is None]
+    if missing:
+        arguments = ", ".join(f"{name}={name}" for name in info.needs)
+        raise CheckFailed(f"{exercise_id}: this exercise runs on the {' and the '.join(missing)}:"
+                          f' call check("{exercise_id}", {arguments})')
+    needed = {name: sources[name] for name in info.needs}
+    references = load_references(info.chapter, needed)
+    exercise = references.exercises.get(exercise_id)
+    if exercise is None:
+        raise CheckFailed(f"{exercise_id}: {references.path} has no references for this "
+                          f"exercise; rebuild them with: {rebuild_command(references.key)}")
+    function = function or _find_function(exercise_id)
+    model = needed.get("model")
+    device = model.cfg.device if model is not None else "cpu"
+    indices = range(1, len(exercise.cases)) if hidden else range(1)
     for index in indices:
-        if all_cases:
-            kwargs = all_cases[index]
-        else:
-            kwargs = references.stored_case(refs.tensors, entry, exercise.id, index)
-        problem = _run_case(function, kwargs, refs, entry, exercise.id, index, model)
+        case = exercise.cases[index]
+        outcome = run_case(function, case, model, _caches)
+        where = device if any(a.kind == "model" for a in case.arguments.values()) else "cpu"
+        problem = judge(outcome, exercise, case, where)
         if problem:
             which = "hidden test" if hidden else "check"
-            raise CheckFailed(f"{exercise.id} failed the {which}: {problem}")
-    cases = f"{len(indices)} hidden case{'s' * (len(indices) != 1)}" if hidden else "visible case"
-    return f"✔ {exercise.id} passed ({cases}; references: {refs.describe()})"
+            return CheckResult(exercise_id, False, f"{exercise_id} failed the {which}: {problem}")
+    cases = (f"{len(indices)} hidden case{'s' * (len(indices) != 1)}" if hidden
+             else "visible case")
+    return CheckResult(exercise_id, True, f"✔ {exercise_id} passed ({cases}; references: "
+                                          f"{references.describe()})")
+
+
+def load_references(chapter: str, sources: dict) -> ReferenceSet:
+    """The reference set of `chapter` for these sources; for a model without stored ones,
+    built once by the course's builder in a separate process (this kernel never loads the
+    solutions)."""
+    key = reference_key(sources)
+    if (chapter, key) not in _loaded:
+        path = locate(chapter, key)
+        if path is None and key != PURE_KEY and set(sources) == {"model"}:
+            path = _build_in_subprocess(chapter, sources["model"], key)
+        if path is None:
+            raise FileNotFoundError(f"No references {chapter}/{key}. Build them with: "
+                                    f"{rebuild_command(key)}")
+        _loaded[(chapter, key)] = ReferenceSet.load(path)
+    return _loaded[(chapter, key)]
+
+
+def _build_in_subprocess(chapter: str, model, key: str):
+    info = model.course_info
+    print(f"No stored references for {info.display_name} [{key}]: building them once from the "
+          "course solutions (this runs the model)...", flush=True)
+    command = [sys.executable, "-m", "autograder", "build", "--model", info.name,
+               "--chapter", chapter]
+    subprocess.run(command, check=True)
+    path = locate(chapter, key)
+    if path is None:
+        raise FileNotFoundError(f"Built references for {info.name}, but not for this model's "
+                                f"weights [{key}]: was it loaded with load_model({info.name!r})?")
+    return path
 
 
 def _find_function(name: str):
@@ -80,37 +133,3 @@ def _find_function(name: str):
     if not callable(function):
         raise CheckFailed(f"{name}: `{name}` is a {type(function).__name__}, not a function.")
     return function
-
-
-def _cases_for(exercise, model) -> list[dict]:
-    """Model exercises: inputs made from the model (cached per model for this session)."""
-    key = (id(model), exercise.id)
-    if key not in _model_cases:
-        with torch.no_grad():
-            _model_cases[key] = exercise.make_cases(model)
-    return _model_cases[key]
-
-
-def _run_case(function, kwargs, refs, entry, exercise_id, index, model) -> str | None:
-    try:
-        answer = function(**kwargs)
-    except NotImplementedError:
-        return "not implemented yet: replace `raise NotImplementedError()` with your code."
-    except Exception as error:  # the student's code: report, never crash the notebook
-        return f"your function raised {type(error).__name__}: {error}{_where(error)}"
-    prefix = f"{exercise_id}/{index}"
-    mistakes = {name: (entry["mistakes"][name], refs.tensors[f"{prefix}/mistake/{name}"])
-                for name in entry["mistakes"] if f"{prefix}/mistake/{name}" in refs.tensors}
-    device = model.cfg.device if model is not None and "model" in kwargs else "cpu"
-    return diagnose(answer, refs.tensors[f"{prefix}/expected"], dims=entry["output_dims"],
-                    atol=entry["atol"], rtol=entry["rtol"], device=device, mistakes=mistakes)
-
-
-def _where(error: Exception) -> str:
-    """' (line N of your code: ...)' for the innermost frame of the student's code."""
-    frames = [f for f in traceback.extract_tb(error.__traceback__)
-              if not f.filename.startswith(str(references.COMMITTED_DIR.parent))]
-    if not frames:
-        return ""
-    frame = frames[-1]
-    return f" (line {frame.lineno}: {frame.line})" if frame.line else f" (line {frame.lineno})"

@@ -85,3 +85,39 @@ def diagnose(answer, expected: torch.Tensor, *, dims, atol: float, rtol: float,
     error = (answer - expected)[wrong & finite_expected].abs()
     return (f"{int(wrong.sum())} of {answer.numel()} values are wrong (largest error "
             f"{error.max().item():.3g}; tolerance atol={atol:g}, rtol={rtol:g})")
+
+
+def judge(outcome, exercise, case, device) -> str | None:
+    """Why the outcome of running a student's function on `case` is wrong (None if right).
+
+    outcome: a running.Outcome; exercise: references.ExerciseReferences; case: one of its
+    cases; device: where the inputs were.
+    """
+    if outcome.error:
+        return outcome.error
+    if outcome.side_effect:
+        return f"your function {outcome.side_effect}"
+    answer, names = outcome.answer, list(exercise.outputs)
+    tolerance = dict(atol=exercise.atol, rtol=exercise.rtol, device=device)
+    if len(names) == 1:
+        name = names[0]
+        mistakes = {m: (exercise.mistake_messages[m], outputs[name])
+                    for m, outputs in case.mistakes.items()}
+        return diagnose(answer, case.expected[name], dims=exercise.outputs[name],
+                        mistakes=mistakes, **tolerance)
+    if isinstance(answer, dict):
+        parts = [answer.get(name) for name in names]
+    elif isinstance(answer, (tuple, list)) and len(answer) == len(names):
+        parts = list(answer)
+    else:
+        return (f"your function should return {len(names)} tensors ({', '.join(names)}), as a "
+                f"tuple in that order; it returned a {type(answer).__name__}")
+    for mistake, outputs in case.mistakes.items():
+        if all(matches(p, outputs[n], exercise.atol, exercise.rtol) for p, n in zip(parts, names)):
+            return f"it looks like you {exercise.mistake_messages[mistake]}."
+    for part, name in zip(parts, names):
+        problem = diagnose(part, case.expected[name], dims=exercise.outputs[name], mistakes={},
+                           **tolerance)
+        if problem:
+            return f"{name}: {problem}"
+    return None

@@ -28,18 +28,27 @@ def median_seconds(function, repeats: int) -> float:
 
 
 def bench_checks():
-    from autograder import registry
-    from autograder.check import verify
+    from autograder.authoring import registry
+    from autograder.check import load_references, verify
+    from autograder.running import materialize
     from readheads import load_model
 
     model = load_model("smollm2-135m", device="cpu", quiet=True)
-    print("check call, median of 20 (solution as the answer):")
-    for exercise in registry.exercises("ch1_attention"):
-        kwargs = {"model": model} if exercise.needs_model else {}
-        verify(exercise.id, function=exercise.solution, **kwargs)  # warm: load references
-        seconds = median_seconds(lambda: verify(exercise.id, function=exercise.solution, **kwargs), 20)
-        print(f"  {exercise.id:24s} {seconds * 1000:8.2f} ms"
-              + ("  (includes running the model)" if exercise.needs_model else ""))
+    print("check call (visible case), median of 20, the solution as the answer; for model "
+          "exercises against one call of the solution on the same case:")
+    for chapter in registry.chapters():
+        for exercise in registry.exercises(chapter):
+            sources = {"model": model} if exercise.needs_model else {}
+            verify(exercise.id, function=exercise.solution, **sources)  # warm: load references
+            check = median_seconds(lambda: verify(exercise.id, function=exercise.solution,
+                                                  **sources), 5 if exercise.needs_model else 20)
+            line = f"  {exercise.id:34s} check {check * 1000:9.1f} ms"
+            if exercise.needs_model:
+                case = load_references(chapter, sources).exercises[exercise.id].cases[0]
+                kwargs = materialize(case.arguments, model, {})
+                call = median_seconds(lambda: exercise.solution(**kwargs), 5)
+                line += f"   solution {call * 1000:9.1f} ms   ratio {check / call:5.2f}"
+            print(line)
 
 
 def timed_run(command, **kwargs) -> float:
@@ -64,9 +73,11 @@ def bench_loading():
 
 
 def bench_grading():
+    """Executing Chapter 1's solution notebook vs grading it with nbgrader and the sealed
+    grader; then a class of students graded one at a time vs two side by side."""
     chapter = "ch1_attention"
     source = ROOT / "exercises" / "source" / chapter / f"{chapter}.ipynb"
-    from autograder.notebooks import tool_env
+    from autograder.authoring.notebooks import tool_env
 
     env = tool_env(COURSE_MODEL="smollm2-135m")
     bin_dir = Path(sys.executable).parent
@@ -76,15 +87,29 @@ def bench_grading():
                              str(source), "--output-dir", str(course / "executed")], env=env)
         shutil.copy(ROOT / "exercises" / "nbgrader_config.py", course)
         shutil.copytree(source.parent, course / "source" / chapter)
-        submitted = course / "submitted" / "alice" / chapter
-        submitted.mkdir(parents=True)
-        shutil.copy(source, submitted)
         nbgrader = [sys.executable, "-m", "nbgrader"]
         timed_run(nbgrader + ["generate_assignment", chapter], cwd=course, env=env)
-        timed_run(nbgrader + ["db", "student", "add", "alice"], cwd=course, env=env)
-        grade = timed_run(nbgrader + ["autograde", chapter], cwd=course, env=env)
-    print(f"Chapter 1 solution notebook on smollm2-135m: execute {execute:.1f} s, "
-          f"nbgrader autograde {grade:.1f} s (ratio {grade / execute:.2f})")
+        timed_run([sys.executable, "-m", "autograder", "build", "--model", "smollm2-135m",
+                   "--seed", "1", "--chapter", chapter, "--out", str(course / "hidden_references")],
+                  env=env)
+        students = [f"student{i}" for i in range(6)]
+        for student in students:
+            submitted = course / "submitted" / student / chapter
+            submitted.mkdir(parents=True)
+            shutil.copy(source, submitted)
+        timed_run(nbgrader + ["db", "student", "add", "student0"], cwd=course, env=env)
+        grade = timed_run(nbgrader + ["autograde", chapter, "--student", "student0"],
+                          cwd=course, env=env)
+        print(f"Chapter 1 solution notebook on smollm2-135m: execute {execute:.1f} s, "
+              f"nbgrader autograde (sealed) {grade:.1f} s (ratio {grade / execute:.2f})")
+        grade_class = [sys.executable, "-m", "autograder", "grade", str(course / "submitted"),
+                       "--assignment", chapter, "--hidden", str(course / "hidden_references")]
+        one = timed_run(grade_class + ["--jobs", "1", "--out", str(course / "g1.csv")], env=env)
+        two = timed_run(grade_class + ["--jobs", "2", "--out", str(course / "g2.csv")], env=env)
+    n = len(students)
+    print(f"grading {n} students (python -m autograder grade): --jobs 1 {one:.1f} s "
+          f"({n / one * 60:.1f}/min), --jobs 2 {two:.1f} s ({n / two * 60:.1f}/min): "
+          f"throughput x{one / two:.2f} on {os.cpu_count()} cores")
 
 
 def bench_ablation():

@@ -4,20 +4,23 @@ in sync and students' checks must pass wherever the last bits of a computation d
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from autograder import references, registry
+from autograder import references
+from autograder.authoring import registry
+from autograder.authoring.spec import Mistake
+from autograder.authoring.sync import references_out_of_sync
 from autograder.check import verify
-from autograder.spec import Mistake
-from autograder.sync import references_out_of_sync
+from autograder.references import ReferenceSet
 
 from .conftest import ROOT
 
-PURE = [e for chapter in registry.CHAPTERS for e in registry.exercises(chapter) if not e.needs_model]
+PURE = [e for chapter in registry.chapters() for e in registry.exercises(chapter) if not e.needs_model]
 CHAPTER = "ch1_attention"
 
 
@@ -45,7 +48,7 @@ def test_checks_pass_when_the_last_bits_of_inputs_and_outputs_differ(exercise):
 @pytest.mark.parametrize("capability", ["default", "avx2"])
 def test_pure_references_are_in_sync_on_other_cpu_vector_paths(capability):
     """ATEN_CPU_CAPABILITY forces torch onto a lower vector path than this CPU's best."""
-    code = ("import torch; from autograder.sync import references_out_of_sync as s; "
+    code = ("import torch; from autograder.authoring.sync import references_out_of_sync as s; "
             "print(torch.backends.cpu.get_cpu_capability()); "
             "print([p for p in s([]) if 'stale' not in p])")
     env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
@@ -66,30 +69,32 @@ def test_a_changed_way_of_drawing_inputs_is_detected(monkeypatch):
                for e in module.EXERCISES]
     monkeypatch.setattr(module, "EXERCISES", changed)
     problems = [p for p in references_out_of_sync([]) if "pure.safetensors:" in p]
-    assert any("apply_causal_mask/0/input/scores is not reproduced" in p for p in problems)
+    assert any("apply_causal_mask/0/argument/scores is not reproduced" in p for p in problems)
 
 
-def _committed_without(tmp_path, monkeypatch, tensor_name):
-    """A copy of the committed references with one tensor removed, in place of the real ones."""
-    for chapter in registry.CHAPTERS:
-        refs = references.load(chapter)
-        tensors = {k: v for k, v in refs.tensors.items() if k != tensor_name}
-        references.save(tmp_path / chapter, tensors, {k: v for k, v in refs.manifest.items()
-                                                      if k != "sha256"})
+def _committed_without(tmp_path, monkeypatch, exercise_id=None, mistake=None):
+    """A copy of the committed references (and index), without one mistake of case 0 of one
+    exercise, in place of the real ones."""
+    shutil.copy(references.COMMITTED_DIR / "index.json", tmp_path / "index.json")
+    for chapter in registry.chapters():
+        refs = ReferenceSet.load(references.COMMITTED_DIR / chapter / "pure.safetensors")
+        if exercise_id in refs.exercises:
+            del refs.exercises[exercise_id].cases[0].mistakes[mistake]
+        refs.save(tmp_path / chapter)
     monkeypatch.setattr(references, "COMMITTED_DIR", tmp_path)
 
 
 def test_a_mistake_missing_from_the_committed_file_is_reported(tmp_path, monkeypatch):
-    _committed_without(tmp_path, monkeypatch, "attention_scores/0/mistake/no_scale")
+    _committed_without(tmp_path, monkeypatch, "attention_scores", "no_scale")
     problems = references_out_of_sync([])
     assert any("attention_scores/0/mistake/no_scale is missing from the committed file" in p
-               for p in problems)
+               for p in problems), problems
 
 
 def test_a_mistake_kept_or_dropped_by_a_hair_is_not_reported(tmp_path, monkeypatch):
     """A mistake 1.5 tolerances from the solution is kept by this build; a CPU that rounds it
     just under 1 would drop it. Neither is a real change."""
-    _committed_without(tmp_path, monkeypatch, "no_such_tensor")
+    _committed_without(tmp_path, monkeypatch)
     module = registry.chapter_module(CHAPTER)
     exercise = registry.find("attention_scores")[1]
 

@@ -1,6 +1,7 @@
 """The instructor's pipeline, end to end, for every chapter, in a scratch course:
-generate_assignment, autograde three submissions (full solution, untouched release, partly
-right with one known mistake), feedback and export."""
+generate_assignment, hidden references with the instructor's seed, autograde through the real
+nbgrader with the sealed grader, feedback and export. Three submissions per chapter: the full
+solution, the untouched release, and one partly right with a known mistake."""
 
 import csv
 import inspect
@@ -12,24 +13,27 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
-from autograder import registry
-from autograder.notebooks import SOLUTION_MARKER, tool_env
+from autograder.authoring import registry
+from autograder.authoring.notebooks import SOLUTION_MARKER, tool_env
 
 from .conftest import ROOT
 
 pytestmark = pytest.mark.slow
 N_CORRECT = 3  # carol solves the first three exercises and gets the fourth wrong
+SEED = 4242  # the instructor's secret seed for hidden cases
+# Short limits, so that the hostile submissions' endless loops cost seconds.
+LIMITS = "c.SealedGrading.check_timeout = 20\nc.SealedGrading.cell_timeout = 10\n"
 
 
-def nbgrader(course, *args):
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course,
+def run(course, *args, module="nbgrader"):
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=course,
                             env=tool_env(COURSE_MODEL="smollm2-135m"),
                             capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
 
 
-def solution_cells(notebook):
+def answer_cells(notebook):
     """The release's exercise cells, in notebook order, by exercise id."""
     cells = {}
     for cell in notebook.cells:
@@ -39,42 +43,65 @@ def solution_cells(notebook):
     return cells
 
 
-def partly_right(chapter, notebook):
-    """Fill the first exercises with their solutions and the next with a known mistake."""
-    cells = solution_cells(notebook)
+def solution_source(exercise_id):
+    return SOLUTION_MARKER.sub("", inspect.getsource(registry.find(exercise_id)[1].solution))
+
+
+def partly_right(notebook):
+    """Fill the first exercises with their solutions and the next with a known mistake,
+    written out as the student would (no import from the course's solutions)."""
+    cells = answer_cells(notebook)
     order = list(cells)
     for exercise_id in order[:N_CORRECT]:
-        solution = registry.find(exercise_id)[1].solution
-        cells[exercise_id].source = SOLUTION_MARKER.sub("", inspect.getsource(solution))
+        cells[exercise_id].source = solution_source(exercise_id)
     wrong_id = order[N_CORRECT]
     mistake = registry.find(wrong_id)[1].mistakes[0]
-    cells[wrong_id].source = (f"from solutions.{chapter} import {mistake.fn.__name__} as buggy\n\n\n"
-                              f"def {wrong_id}(*args, **kwargs):\n    return buggy(*args, **kwargs)\n")
+    source = inspect.getsource(mistake.fn)
+    cells[wrong_id].source = source.replace(f"def {mistake.fn.__name__}(", f"def {wrong_id}(", 1)
     return order[:N_CORRECT], mistake
 
 
-@pytest.fixture(scope="module", params=registry.CHAPTERS)
-def course(request, tmp_path_factory, smollm2):
-    chapter = request.param
+def make_course(tmp_path_factory, chapter, submissions_for, limits=""):
+    """A scratch nbgrader course for `chapter`: released, hidden references built, the
+    notebooks from `submissions_for(source, release)` submitted, autograded, fed back, exported."""
     notebook_name = f"{chapter}.ipynb"
     course = tmp_path_factory.mktemp(f"course-{chapter}")
-    shutil.copy(ROOT / "exercises" / "nbgrader_config.py", course)
+    config = (ROOT / "exercises" / "nbgrader_config.py").read_text() + limits
+    (course / "nbgrader_config.py").write_text(config)
     shutil.copytree(ROOT / "exercises" / "source" / chapter, course / "source" / chapter)
-    nbgrader(course, "generate_assignment", chapter)
-    release_path = course / "release" / chapter / notebook_name
-    partial = nbformat.read(release_path, as_version=4)
-    correct, mistake = partly_right(chapter, partial)
-    submissions = {"alice": nbformat.read(course / "source" / chapter / notebook_name, as_version=4),
-                   "bob": nbformat.read(release_path, as_version=4), "carol": partial}
-    for student, notebook in submissions.items():
-        nbgrader(course, "db", "student", "add", student)
+    run(course, "generate_assignment", chapter)
+    run(course, "build", "--model", "smollm2-135m", "--seed", str(SEED), "--chapter", chapter,
+        "--out", str(course / "hidden_references"), module="autograder")
+    source = nbformat.read(course / "source" / chapter / notebook_name, as_version=4)
+    release = nbformat.read(course / "release" / chapter / notebook_name, as_version=4)
+    for student, notebook in submissions_for(source, release).items():
+        run(course, "db", "student", "add", student)
         folder = course / "submitted" / student / chapter
         folder.mkdir(parents=True)
         nbformat.write(notebook, folder / notebook_name)
-    nbgrader(course, "autograde", chapter)
-    nbgrader(course, "generate_feedback", chapter)
-    nbgrader(course, "export", "--to", str(course / "grades.csv"))
-    return {"root": course, "chapter": chapter, "correct": correct, "mistake": mistake}
+    graded = run(course, "autograde", chapter)
+    run(course, "generate_feedback", chapter)
+    run(course, "export", "--to", str(course / "grades.csv"))
+    with open(course / "grades.csv") as handle:
+        scores = {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(handle)}
+    return {"root": course, "chapter": chapter, "scores": scores, "log": graded.stderr}
+
+
+def feedback(course, student):
+    chapter = course["chapter"]
+    return (course["root"] / "feedback" / student / chapter / f"{chapter}.html").read_text()
+
+
+@pytest.fixture(scope="module", params=registry.chapters())
+def course(request, tmp_path_factory, smollm2):
+    chosen = {}
+
+    def submissions(source, release):
+        partial = nbformat.from_dict(release)
+        chosen["correct"], chosen["mistake"] = partly_right(partial)
+        return {"alice": source, "bob": release, "carol": partial}
+
+    return {**make_course(tmp_path_factory, request.param, submissions), **chosen}
 
 
 def test_release_has_stubs_and_no_hidden_tests(course):
@@ -88,24 +115,21 @@ def test_release_has_stubs_and_no_hidden_tests(course):
 
 
 def test_scores(course):
-    with open(course["root"] / "grades.csv") as handle:
-        scores = {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(handle)}
     points = {e.id: e.points for e in registry.exercises(course["chapter"])}
-    assert scores == {"alice": sum(points.values()), "bob": 0.0,
-                      "carol": sum(points[e] for e in course["correct"])}
+    assert course["scores"] == {"alice": sum(points.values()), "bob": 0.0,
+                                "carol": sum(points[e] for e in course["correct"])}
 
 
 def test_feedback_explains_failures(course):
-    chapter = course["chapter"]
-    feedback = course["root"] / "feedback"
-    carol = (feedback / "carol" / chapter / f"{chapter}.html").read_text()
+    carol = feedback(course, "carol")
     assert course["mistake"].message.split(":")[0].replace("'", "&#39;") in carol
-    bob = (feedback / "bob" / chapter / f"{chapter}.html").read_text()
-    assert "not implemented yet" in bob
-    assert (feedback / "alice" / chapter / f"{chapter}.html").is_file()
+    assert "not implemented yet" in feedback(course, "bob")
+    assert "graded by the sealed grader" in feedback(course, "alice")
 
 
-def test_model_cells_get_a_long_timeout():
+def test_model_cells_get_a_long_timeout_and_grading_is_sealed():
     config = Config()
     exec((ROOT / "exercises" / "nbgrader_config.py").read_text(), {"get_config": lambda: config})
     assert config.Execute.timeout >= 300
+    names = [p.__name__ for p in config.Autograde.autograde_preprocessors]
+    assert "SealedGrading" in names and "Execute" not in names

@@ -1,55 +1,80 @@
-"""Reference files: manifests say what they hold; corruption is caught; what is committed is
-exactly what the solutions and the generator produce today."""
+"""Reference sets: self-contained (cases, tolerances, outputs, mistakes), corruption is caught,
+and what is committed is exactly what the solutions and the generator produce today."""
 
 import dataclasses
+import importlib
 import json
 import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from autograder import notebooks, references, registry
-from autograder.sync import references_out_of_sync
+from autograder import catalog, references
+from autograder.authoring import notebooks, registry
+from autograder.authoring.sync import references_out_of_sync
+from autograder.check import load_references
+from autograder.authoring.build import build_case
+from autograder.authoring.build import describe
+from autograder.authoring.spec import Exercise, Mistake
+from autograder.compare import judge
+from autograder.references import ExerciseReferences, ReferenceSet
+from autograder.running import Outcome
 
 from .conftest import ROOT
 
 CHAPTER = "ch1_attention"
 
 
-def test_pure_manifest_describes_every_pure_exercise():
-    manifest = json.loads((references.COMMITTED_DIR / CHAPTER / "pure.json").read_text())
+def test_pure_reference_set_describes_every_pure_exercise_and_its_cases():
+    refs = ReferenceSet.load(references.COMMITTED_DIR / CHAPTER / "pure.safetensors")
     pure = {e.id: e for e in registry.exercises(CHAPTER) if not e.needs_model}
-    assert set(manifest["exercises"]) == set(pure)
-    for exercise_id, entry in manifest["exercises"].items():
-        assert entry["atol"] == pure[exercise_id].atol and entry["rtol"] == pure[exercise_id].rtol
-        assert entry["inputs"] and entry["cases"] >= 2
-    assert manifest["model"] is None and set(manifest["versions"]) == {"torch", "transformers", "transformer_lens"}
+    assert set(refs.exercises) == set(pure) and refs.sources == {}
+    for exercise_id, exercise in refs.exercises.items():
+        assert (exercise.atol, exercise.rtol) == (pure[exercise_id].atol, pure[exercise_id].rtol)
+        assert exercise.description and len(exercise.cases) >= 2
+        assert list(exercise.outputs) == ["output"]
+        for case in exercise.cases:
+            assert set(case.expected) == {"output"} and case.arguments
+            assert set(case.mistakes) <= set(exercise.mistake_messages)
+    assert set(refs.versions) == {"torch", "transformers", "transformer_lens"}
 
 
-def test_model_manifest_records_model_and_fingerprint(smollm2):
-    refs = references.load(CHAPTER, smollm2)
-    model = refs.manifest["model"]
-    assert model["name"] == "smollm2-135m" and model["fingerprint"] == smollm2.course_info.fingerprint
+def test_model_reference_set_stores_its_cases_and_fingerprint(smollm2):
+    refs = load_references(CHAPTER, {"model": smollm2})
+    assert refs.sources["model"]["name"] == "smollm2-135m"
+    assert refs.sources["model"]["fingerprint"] == smollm2.course_info.fingerprint
     assert refs.path.parent.parent == references.COMMITTED_DIR
-    assert set(refs.manifest["exercises"]) == {e.id for e in registry.exercises(CHAPTER) if e.needs_model}
+    assert set(refs.exercises) == {e.id for e in registry.exercises(CHAPTER) if e.needs_model}
+    layer_cases = refs.exercises["layer_attention_output"].cases
+    assert {a.kind for c in layer_cases for a in c.arguments.values()} == {"model", "cache", "value"}
+    assert any(a.scales for c in layer_cases for a in c.arguments.values())
 
 
-def test_corrupted_reference_file_is_refused(tmp_path, monkeypatch):
-    copy = tmp_path / CHAPTER
-    shutil.copytree(references.COMMITTED_DIR / CHAPTER, copy)
-    data = bytearray((copy / "pure.safetensors").read_bytes())
+def test_exercise_index_lists_every_declared_exercise():
+    assert catalog.chapters() == list(registry.chapters())
+    for chapter in registry.chapters():
+        assert {e.id for e in catalog.exercises(chapter)} == {e.id for e in registry.exercises(chapter)}
+    assert catalog.find("head_type_scores").needs == ("model",)
+    assert catalog.find("attention_scores").needs == ()
+
+
+def test_corrupted_reference_file_is_refused(tmp_path):
+    shutil.copytree(references.COMMITTED_DIR / CHAPTER, tmp_path / CHAPTER)
+    path = tmp_path / CHAPTER / "pure.safetensors"
+    data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
-    (copy / "pure.safetensors").write_bytes(bytes(data))
-    monkeypatch.setattr(references, "COMMITTED_DIR", tmp_path)
+    path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="does not match the checksum"):
-        references.load(CHAPTER)
+        ReferenceSet.load(path)
 
 
-def test_missing_pure_references_say_how_to_build(tmp_path, monkeypatch):
+def test_missing_references_say_how_to_build(tmp_path, monkeypatch):
+    monkeypatch.setattr(importlib.import_module("autograder.check"), "_loaded", {})
     monkeypatch.setattr(references, "COMMITTED_DIR", tmp_path)
     monkeypatch.setattr(references, "cache_dir", lambda: tmp_path)
-    with pytest.raises(FileNotFoundError, match="python -m autograder build"):
-        references.load(CHAPTER)
+    with pytest.raises(FileNotFoundError, match="python -m autograder generate"):
+        load_references("ch2_induction", {})
 
 
 def test_committed_references_are_reproduced_by_the_solutions(smollm2, gpt2_test):
@@ -69,12 +94,51 @@ def test_a_changed_solution_is_detected_as_out_of_sync(monkeypatch):
     assert problems and all("attention_scores" in p for p in problems)
 
 
-def test_committed_notebooks_are_generated_from_the_master_and_solutions():
-    assert notebooks.out_of_sync(ROOT, CHAPTER) == []
+def test_committed_notebooks_and_book_index_are_generated_from_the_sources():
+    for chapter in registry.chapters():
+        assert notebooks.out_of_sync(ROOT, chapter) == []
+    assert notebooks.book_index_out_of_sync(ROOT) == []
+    toc = (ROOT / "book" / "_toc.yml").read_text()
+    assert all(f"file: {chapter}" in toc for chapter in registry.chapters())
 
 
-def test_stale_reference_files_are_reported(tmp_path, monkeypatch):
-    shutil.copytree(references.COMMITTED_DIR / CHAPTER, tmp_path / CHAPTER)
-    shutil.copy(tmp_path / CHAPTER / "pure.safetensors", tmp_path / CHAPTER / "oldmodel-123.safetensors")
-    monkeypatch.setattr(references, "COMMITTED_DIR", tmp_path)
-    assert any("oldmodel-123.safetensors is stale" in p for p in references_out_of_sync([]))
+def test_stale_reference_files_and_index_are_reported(tmp_path, monkeypatch):
+    shutil.copytree(references.COMMITTED_DIR, tmp_path / "references")
+    committed = tmp_path / "references"
+    shutil.copy(committed / CHAPTER / "pure.safetensors", committed / CHAPTER / "oldmodel-123.safetensors")
+    index = json.loads((committed / "index.json").read_text())
+    index["exercises"]["attention_scores"]["points"] = 2
+    (committed / "index.json").write_text(json.dumps(index))
+    monkeypatch.setattr(references, "COMMITTED_DIR", committed)
+    problems = references_out_of_sync([])
+    assert any("oldmodel-123.safetensors is stale" in p for p in problems)
+    assert any("index.json differs" in p for p in problems)
+
+
+def test_an_exercise_with_several_outputs_round_trips_and_is_judged_per_output(tmp_path):
+    """The format carries exercises that return several tensors, and keys that join the
+    fingerprints of everything an answer depends on (here a model and an SAE)."""
+    def row_stats(x):
+        return x.mean(dim=-1), x.std(dim=-1)
+
+    def swapped(x):
+        return x.std(dim=-1), x.mean(dim=-1)
+
+    exercise = Exercise(row_stats, {"mean": ("row",), "std": ("row",)}, None, "x: normal",
+                        atol=1e-5, rtol=1e-4, mistakes=(Mistake("swapped", "returned (std, mean)", swapped),))
+    messages = {}
+    x = torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
+    case = build_case(exercise, describe(exercise, {"x": x}, None), None, messages)
+    sources = {"model": SimpleNamespace(course_info=SimpleNamespace(key="toy-model-1")),
+               "sae": SimpleNamespace(course_info=SimpleNamespace(key="toy-sae-2"))}
+    entry = ExerciseReferences("row_stats", "x: normal", {"mean": ["row"], "std": ["row"]},
+                               exercise.atol, exercise.rtol, messages, [case])
+    saved = ReferenceSet("toy", references.reference_key(sources), {}, {}, {"row_stats": entry})
+    loaded = ReferenceSet.load(saved.save(tmp_path))
+    assert loaded.key == "toy-model-1+toy-sae-2"
+    entry, case = loaded.exercises["row_stats"], loaded.exercises["row_stats"].cases[0]
+    assert judge(Outcome(row_stats(x)), entry, case, "cpu") is None
+    assert "returned (std, mean)" in judge(Outcome(swapped(x)), entry, case, "cpu")
+    assert "should return 2 tensors" in judge(Outcome(x.mean(dim=-1)), entry, case, "cpu")
+    mean, std = row_stats(x)
+    assert judge(Outcome((mean, std * 2)), entry, case, "cpu").startswith("std: 3 of 3 values")

@@ -34,7 +34,7 @@
 # %% tags=["parameters"]
 MODEL = None  # None: $COURSE_MODEL, else "gpt2-small". Offline: "smollm2-135m".
 
-# %%
+# %% tags=["setup"]
 import math
 
 import matplotlib.pyplot as plt
@@ -43,6 +43,7 @@ import torch
 from autograder import check
 from readheads import load_model, plot_head_scores, plot_pattern, show_model, top_heads
 
+# %%
 model = load_model(MODEL)
 show_model(model)
 cfg = model.cfg

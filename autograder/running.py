@@ -1,0 +1,173 @@
+"""Run a student's function on one stored case, and notice what it did besides answering.
+
+`materialize` turns a case's stored arguments into keyword arguments (fresh copies, so a
+function cannot spoil the references); `run_case` calls the function and reports its answer,
+the error it raised, and side effects that would spoil later work: inputs or the activation
+cache edited in place, the model's weights changed, hooks left on the model (removed here).
+"""
+
+from __future__ import annotations
+
+import copy
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .references import Argument, Case
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+@dataclass
+class Outcome:
+    """What one call of the student's function gave."""
+
+    answer: Any = None
+    error: str | None = None  # the exception it raised, as a sentence
+    side_effect: str | None = None  # what it changed that it should not have
+
+
+def materialize(arguments: dict[str, Argument], model=None, caches: dict | None = None) -> dict:
+    """Keyword arguments for the function: tensors copied (onto the model's device for model
+    exercises), plain values copied, the model itself, activation caches run on the model.
+
+    caches: a dict to reuse activation caches in (keyed by the tokens' identity); a cache
+    that a function edited must be dropped from it (see `run_case`).
+    """
+    device = model.cfg.device if model is not None else "cpu"
+    kwargs = {}
+    for name, argument in arguments.items():
+        if argument.kind == "tensor":
+            kwargs[name] = argument.value.clone().to(device)
+        elif argument.kind == "value":
+            kwargs[name] = copy.deepcopy(argument.value)
+        elif argument.kind == "model":
+            kwargs[name] = model
+        elif argument.kind == "cache":
+            memo_key = (id(argument), id(model))
+            if caches is None or memo_key not in caches:
+                cache = _run_cached(model, argument)
+                if caches is None:
+                    kwargs[name] = cache
+                    continue
+                caches[memo_key] = cache
+            kwargs[name] = caches[memo_key]
+        else:
+            raise ValueError(f"unknown kind of case argument {argument.kind!r} for {name}")
+    return kwargs
+
+
+def _run_cached(model, argument: Argument):
+    with torch.no_grad():
+        _, cache = model.run_with_cache(argument.value.to(model.cfg.device))
+    for hook_name, factor in argument.scales.items():
+        cache.cache_dict[hook_name] = cache.cache_dict[hook_name] * factor
+    return cache
+
+
+def run_case(function, case: Case, model=None, caches: dict | None = None) -> Outcome:
+    """Call `function` on `case` and report what happened (never raises for the student's
+    errors, nor for sys.exit(); KeyboardInterrupt, the user stopping the check, goes through)."""
+    kwargs = materialize(case.arguments, model, caches)
+    watch = _Watch(kwargs, model)
+    try:
+        with torch.no_grad():
+            answer = function(**kwargs)
+    except NotImplementedError:
+        return Outcome(error="not implemented yet: replace `raise NotImplementedError()` with "
+                             "your code.", side_effect=watch.changes(caches))
+    except (Exception, SystemExit) as error:  # the student's code: report, never crash the caller
+        return Outcome(error=f"your function raised {type(error).__name__}: {error}"
+                             f"{_where(error)}", side_effect=watch.changes(caches))
+    return Outcome(answer, side_effect=watch.changes(caches))
+
+
+class _Watch:
+    """Snapshots of what a function may change by mistake: tensor arguments, the activation
+    cache (by version counters, which every in-place operation bumps), the model's weights
+    and the hooks on its modules."""
+
+    def __init__(self, kwargs: dict, model):
+        self.kwargs, self.model = kwargs, model
+        self.tensors = {name: _stamp(v) for name, v in kwargs.items() if isinstance(v, torch.Tensor)}
+        self.caches = {name: _cache_stamp(v) for name, v in kwargs.items() if hasattr(v, "cache_dict")}
+        self.weights = _weight_stamp(model) if model is not None else None
+        self.hooks = _hook_ids(model) if model is not None else None
+
+    def changes(self, caches: dict | None) -> str | None:
+        problems = []
+        for name, stamp in self.tensors.items():
+            if _stamp(self.kwargs[name]) != stamp:
+                problems.append(f"changed its argument `{name}` in place (work on a copy: use "
+                                "out-of-place operations such as x * 2, not x.mul_(2) or x[...] = ...)")
+        for name, stamp in self.caches.items():
+            if _cache_stamp(self.kwargs[name]) != stamp:
+                problems.append(f"changed the activation cache `{name}` in place (read cached "
+                                "activations; never write into them)")
+                if caches is not None:  # never reuse a spoiled cache
+                    for key in [k for k, v in caches.items() if v is self.kwargs[name]]:
+                        del caches[key]
+        if self.model is not None:
+            if _weight_stamp(self.model) != self.weights:
+                problems.append("changed the model's weights (reload the model before going on: "
+                                "model = load_model(...))")
+            if _remove_new_hooks(self.model, self.hooks):
+                problems.append("left a hook on the model (it was removed; use "
+                                "model.run_with_hooks(...) or remove your hooks before returning)")
+        return "; ".join(problems) or None
+
+
+def _stamp(tensor: torch.Tensor):
+    try:
+        return (id(tensor), tensor.data_ptr(), tensor._version)
+    except RuntimeError:  # inference tensors keep no version counter: compare values
+        return (id(tensor), float(tensor.double().sum()))
+
+
+def _cache_stamp(cache) -> dict:
+    return {name: _stamp(value) for name, value in cache.cache_dict.items()}
+
+
+def _weight_stamp(model) -> list:
+    return [(name, _stamp(p)) for name, p in model.named_parameters()]
+
+
+HOOK_KINDS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks")
+# Hooks that transformers and the TransformerLens bridge add themselves, on first use.
+LIBRARY_HOOKS = ("transformers.", "transformer_lens.model_bridge.")
+
+
+def _student_hooks(model):
+    """(module, kind, key) of every hook on the model that its libraries did not add
+    (TransformerLens's add_hook and raw PyTorch hooks alike)."""
+    for module in model.modules():
+        for kind in HOOK_KINDS:
+            for key, hook in getattr(module, kind).items():
+                function = getattr(getattr(hook, "__func__", hook), "func", hook)
+                if not str(getattr(function, "__module__", "")).startswith(LIBRARY_HOOKS):
+                    yield module, kind, key
+
+
+def _hook_ids(model) -> set:
+    return {(id(module), kind, key) for module, kind, key in _student_hooks(model)}
+
+
+def _remove_new_hooks(model, before: set) -> bool:
+    """Remove the hooks a function added and left behind; whether there were any."""
+    new = [(m, kind, key) for m, kind, key in _student_hooks(model) if (id(m), kind, key) not in before]
+    for module, kind, key in new:
+        del getattr(module, kind)[key]
+    return bool(new)
+
+
+def _where(error: BaseException) -> str:
+    """' (line N: code)' for the innermost frame of the student's code."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if not f.filename.startswith(_PACKAGE_DIR)]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f" (line {frame.lineno}: {frame.line})" if frame.line else f" (line {frame.lineno})"

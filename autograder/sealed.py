@@ -1,0 +1,343 @@
+"""Graded mode, sealed: grade answers where the student's code cannot reach the comparison.
+
+A student's notebook runs in a Jupyter kernel, where its code can replace anything: `check`,
+the comparison, the reference files. So graded mode does not trust the kernel at all. The
+grader (this module, in the nbgrader or `python -m autograder grade` process) starts a worker
+process (`sealed_child`) that runs the notebook's set-up code, the student's answers and the
+definitions from cells they added, then calls each exercise's function on the grader's cases
+and saves the answers. The grader compares them here with the hidden references, which the
+worker never receives: they are drawn with the instructor's own seed, so no file the student
+can read holds them. Each exercise has a time limit; a worker that hangs, exits or crashes
+costs the exercise it was running and is restarted for the rest. Before and after each
+notebook the grader checks the course package and the hidden references against copies taken
+when it started, and restores anything a submission rewrote. See README "Graded mode".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from . import catalog
+from .check import CheckResult
+from .compare import judge
+from .references import ReferenceSet
+from .running import Outcome
+
+PACKAGE_DIRS = [Path(__file__).resolve().parent,
+                Path(__file__).resolve().parent.parent / "readheads"]
+MODEL_LOAD_TIMEOUT = 600.0
+
+
+class GradingError(RuntimeError):
+    """The grading machine, not the submission, is at fault (a missing or mismatched model,
+    missing hidden references); the message says what to fix."""
+
+
+# --- Hidden references, pinned in memory ----------------------------------------------------
+
+_pinned: dict[Path, ReferenceSet] = {}
+
+
+def hidden_references(chapter: str, model_name: str | None, directory: Path) -> list[ReferenceSet]:
+    """The instructor's reference sets of `chapter` (pure, and for `model_name`), loaded once
+    per process and kept in memory, so that nothing written to disk later can change them."""
+    found = []
+    for path in sorted((directory / chapter).glob("*.safetensors")):
+        if path not in _pinned:
+            _pinned[path] = ReferenceSet.load(path)
+        refs = _pinned[path]
+        model = refs.sources.get("model")
+        if model is None or (model_name is not None and model["name"] == model_name):
+            found.append(refs)
+    needs_model = any(e.needs for e in catalog.exercises(chapter))
+    if not any(r.sources.get("model") for r in found) and needs_model or not found:
+        raise GradingError(
+            f"No hidden references for {chapter} and model {model_name} in {directory}. Build "
+            f"them once, with a seed only you know: python -m autograder build --model "
+            f"{model_name or 'smollm2-135m'} --seed SEED --out {directory}")
+    return found
+
+
+# --- The course files a submission must not change ------------------------------------------
+
+
+class CourseFiles:
+    """The course package and hidden references as they were before any submission ran.
+
+    Every worker imports the course from its own copy, written from these bytes, so a
+    submission that rewrites the installed files changes nothing for anybody else's grading;
+    `restore` then puts the installed files back and says what was changed.
+    """
+
+    def __init__(self, directories: list[Path]):
+        self.directories = [d for d in directories if d.is_dir()]
+        self.files = {p: p.read_bytes() for d in self.directories for p in d.rglob("*")
+                      if p.is_file() and "__pycache__" not in p.parts}
+
+    def write_packages(self, target: Path) -> None:
+        """A private copy of the course's Python packages (for a worker's sys.path)."""
+        for path, data in self.files.items():
+            for directory in self.directories:
+                if path.is_relative_to(directory) and (directory / "__init__.py").is_file():
+                    copy = target / directory.name / path.relative_to(directory)
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    copy.write_bytes(data)
+
+    def restore(self) -> list[str]:
+        changed = []
+        for path, data in self.files.items():
+            if not path.is_file() or path.read_bytes() != data:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                changed.append(str(path))
+        for directory in self.directories:
+            for path in directory.rglob("*"):
+                if path.is_file() and path not in self.files and "__pycache__" not in path.parts:
+                    path.unlink()
+                    changed.append(f"{path} (added)")
+        return changed
+
+
+_snapshots: dict[Path, CourseFiles] = {}
+
+
+def course_files(hidden_dir: Path) -> CourseFiles:
+    """One snapshot per grading process, taken before the first submission is graded."""
+    key = hidden_dir.resolve()
+    if key not in _snapshots:
+        _snapshots[key] = CourseFiles(PACKAGE_DIRS + [key])
+    return _snapshots[key]
+
+
+# --- Grading one notebook -------------------------------------------------------------------
+
+
+def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str | None,
+                  hidden_dir: Path, device: str = "cpu", check_timeout: float = 120.0,
+                  cell_timeout: float = 60.0, threads: int | None = None,
+                  log=print) -> dict[str, CheckResult]:
+    """Grade one notebook's answers in a sealed worker.
+
+    cells: the student's code, in notebook order: {"source", "kind": "answer" | "added"}
+        ("added": only its imports and function/class definitions run). The chapter's
+        set-up code (from the course's index, never from the notebook) runs first.
+    threads: CPU threads for the worker's torch (default: all); split the cores between
+        workers that run side by side.
+    Returns a result per exercise; raises GradingError for problems of the grading machine.
+    """
+    chapters = {catalog.find(i).chapter for i in exercise_ids}
+    sets = [s for chapter in sorted(chapters)
+            for s in hidden_references(chapter, model_name, hidden_dir)]
+    exercises = {i: e for s in sets for i, e in s.exercises.items() if i in exercise_ids}
+    missing = set(exercise_ids) - set(exercises)
+    if missing:
+        raise GradingError(f"The hidden references in {hidden_dir} lack {sorted(missing)}: "
+                           "rebuild them with the current course")
+    model_key = next((s.key for s in sets if s.sources.get("model")), None)
+    cells = [{"source": catalog.setup_code(c), "kind": "setup"} for c in sorted(chapters)] + cells
+    results: dict[str, CheckResult] = {}
+    with tempfile.TemporaryDirectory(prefix="sealed-") as scratch:
+        scratch = Path(scratch)
+        course_files(hidden_dir).write_packages(scratch / "packages")
+        cases = [str(s.without_answers().save(scratch / "cases" / str(n))) for n, s in enumerate(sets)]
+        (scratch / "results").mkdir()
+        remaining, skipped = list(exercise_ids), {}  # cell index -> what it did
+        for _attempt in range(len(cells) + len(exercise_ids) + 2):
+            if not remaining:
+                break
+            plan = {"model": model_name if model_key else None, "model_key": model_key,
+                    "device": device, "cases": cases, "results": str(scratch / "results"),
+                    "threads": threads or torch.get_num_threads(),
+                    "cell_timeout": cell_timeout, "exercises": remaining,
+                    "cells": [dict(c, index=i) for i, c in enumerate(cells) if i not in skipped],
+                    "skipped": [dict(cells[i], skipped=how) for i, how in skipped.items()]}
+            (scratch / "plan.json").write_text(json.dumps(plan))
+            state = _run_worker(scratch, cell_timeout, check_timeout)
+            if state.kind == "cell":  # a cell killed or hung the worker: go on without it
+                skipped[plan["cells"][state.position]["index"]] = state.how
+                log(f"sealed grader: cell {plan['cells'][state.position]['index']} {state.how}; "
+                    "running the notebook again without it")
+                continue
+            if state.kind == "exercise":
+                results[state.exercise] = CheckResult(state.exercise, False, (
+                    f"{state.exercise} failed the hidden test: your function {state.how} "
+                    f"(the limit is {check_timeout:g} s per exercise)"
+                    if state.how == "ran past its time limit" else
+                    f"{state.exercise} failed the hidden test: your code {state.how} while this "
+                    "exercise ran (sys.exit, os._exit or a crash end the grading of an exercise)"))
+            done = [i for i in remaining if (scratch / "results" / f"{i}.json").is_file()]
+            for exercise_id in done:
+                results[exercise_id] = _judge(exercise_id, exercises[exercise_id], scratch, device)
+            remaining = [i for i in remaining if i not in results]
+            if state.kind == "model-mismatch":
+                raise GradingError(f"The model {model_name} on this machine has other weights "
+                                   f"[{state.how}] than the hidden references [{model_key}]")
+            if state.kind == "load":
+                raise GradingError(f"The grading worker failed before running any code of the "
+                                   f"notebook: {state.how}")
+    for exercise_id in exercise_ids:
+        results.setdefault(exercise_id, CheckResult(exercise_id, False, f"{exercise_id} was not "
+                                                    "graded: the notebook's code kept stopping the grader"))
+    return results
+
+
+class _State:
+    """Where the worker was when it stopped. kind: "load" (before running any cell), "cell"
+    (running cell `position` of the plan), "between" (between exercises), "exercise" (running
+    `exercise`), "finished" or "model-mismatch"; how: what happened."""
+
+    def __init__(self, kind: str, how: str = "", position: int = -1, exercise: str = ""):
+        self.kind, self.how, self.position, self.exercise = kind, how, position, exercise
+
+
+def _run_worker(scratch: Path, cell_timeout: float, check_timeout: float) -> _State:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("NBGRADER")}
+    with open(scratch / "worker.log", "ab") as log:
+        # -I: no user site, no PYTHON* variables, no current folder on sys.path; the course is
+        # imported from the worker's private copy.
+        start = ("import sys, runpy; sys.path.insert(0, sys.argv[1]); "
+                 "runpy.run_module('autograder.sealed_child', run_name='__main__')")
+        worker = subprocess.Popen([sys.executable, "-I", "-c", start, str(scratch / "packages"),
+                                   str(scratch / "plan.json")], cwd=scratch, env=environment,
+                                  stdout=subprocess.PIPE, stderr=log, text=True,
+                                  start_new_session=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in worker.stdout] + [lines.put(None)],
+                     daemon=True).start()
+    state = _State("load")
+    deadline = time.monotonic() + MODEL_LOAD_TIMEOUT
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            state.how = "ran past its time limit"
+            break
+        if line is None:
+            worker.wait()
+            if worker.returncode == 0 and state.kind == "between":
+                state.kind = "finished"
+            state.how = f"ended the process (exit status {worker.returncode})"
+            break
+        word, _, rest = line.strip().partition(" ")
+        now = time.monotonic()
+        if word == "cell":
+            state, deadline = _State("cell", position=int(rest)), now + cell_timeout + 5
+        elif word in ("ready", "done"):
+            state, deadline = _State("between"), now + check_timeout
+        elif word == "exercise":
+            state, deadline = _State("exercise", exercise=rest), now + check_timeout
+        elif word == "model-mismatch":
+            state = _State("model-mismatch", rest)
+            break
+    _kill(worker)
+    if state.kind == "load":
+        state.how += "\n" + (scratch / "worker.log").read_text(errors="replace")[-2000:]
+    return state
+
+
+def _kill(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        try:
+            os.killpg(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        worker.wait()
+
+
+def _judge(exercise_id: str, exercise, scratch: Path, device: str) -> CheckResult:
+    record = json.loads((scratch / "results" / f"{exercise_id}.json").read_text())
+    tensors = load_file(str(scratch / "results" / f"{exercise_id}.safetensors"))
+    for index, case in enumerate(exercise.cases):
+        entry = record.get(str(index), {"kind": "error", "message": "no answer was recorded"})
+        case_device = device if any(a.kind == "model" for a in case.arguments.values()) else "cpu"
+        problem = _device_problem(entry, case_device) or judge(
+            _outcome(entry, index, tensors), exercise, case, "cpu")
+        if problem:
+            return CheckResult(exercise_id, False, f"{exercise_id} failed the hidden test: {problem}")
+    return CheckResult(exercise_id, True, f"✔ {exercise_id} passed ({len(exercise.cases)} hidden "
+                                          "cases, graded by the sealed grader)")
+
+
+def _outcome(entry: dict, index: int, tensors: dict) -> Outcome:
+    side_effect = entry.get("side_effect")
+    kind = entry["kind"]
+    if kind == "error":
+        return Outcome(error=entry["message"], side_effect=side_effect)
+    if kind == "tensor":
+        answer = tensors.get(f"{index}/0", _Named("complex tensor"))
+    elif kind == "tuple":
+        parts = [tensors.get(f"{index}/{i}", _Named("complex tensor")) for i in range(len(entry["parts"]))]
+        answer = tuple(parts) if entry["type"] == "tuple" else parts
+    elif kind == "none":
+        answer = None
+    else:
+        answer = _Named(entry["type"])
+    return Outcome(answer, side_effect=side_effect)
+
+
+def _Named(type_name: str):
+    """A stand-in for a returned object that is not a tensor, so messages name its type."""
+    return type(type_name, (), {})()
+
+
+def _device_problem(entry: dict, device: str) -> str | None:
+    devices = [p["device"] for p in entry.get("parts", [])] or [entry.get("device")]
+    wrong = [d for d in devices if d is not None and d != torch.device(device).type]
+    if wrong:
+        return (f"wrong device: the answer is on {wrong[0]} but the inputs were on {device} "
+                "(create new tensors with device=<input>.device)")
+    return None
+
+
+# --- nbgrader ---------------------------------------------------------------------------------
+
+
+def notebook_cells(nb) -> tuple[list[dict], list[str]]:
+    """A notebook's answers and the cells the student added (the worker runs these), and the
+    exercises it grades (its nbgrader check cells). Cells of the course's own text are left
+    out: the set-up comes from the course's index, never from a submission."""
+    cells, exercise_ids = [], []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        grade_id = meta.get("grade_id", "")
+        if meta.get("grade") and grade_id.endswith("_check"):
+            exercise_ids.append(grade_id.removesuffix("_check"))
+        elif meta.get("solution"):
+            cells.append({"source": cell.source, "kind": "answer"})
+        elif not meta:
+            cells.append({"source": cell.source, "kind": "added"})
+    return cells, exercise_ids
+
+
+def set_verdicts(nb, results: dict[str, CheckResult]) -> None:
+    """Replace each check cell's outputs with the sealed grader's verdict (an error output
+    loses the cell's points in nbgrader)."""
+    import nbformat
+
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        result = results.get(grade_id.removesuffix("_check")) if grade_id.endswith("_check") else None
+        if result is None or cell.cell_type != "code":
+            continue
+        cell.execution_count = None
+        if result.passed:
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=result.message + "\n")]
+        else:
+            cell.outputs = [nbformat.v4.new_output("error", ename="CheckFailed",
+                                                   evalue=result.message,
+                                                   traceback=[f"✘ {result.message}"])]

@@ -1,0 +1,164 @@
+"""The sealed grader's worker: runs one student's code and records its answers, nothing more.
+
+Started by `autograder.sealed` with ``python -I`` in a scratch folder, importing the course
+from a private copy (argv: that copy's folder, the plan). It loads the model, then executes the notebook's set-up cells, the student's answer
+cells and the definitions (imports, functions, classes) of cells the student added, then
+calls each exercise's function on the grader's cases and saves what came back. It never sees
+expected answers (the grader keeps those) and cannot import the solutions. Progress goes to
+the grader as lines on the original standard output; the student's prints go to stderr.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.abc
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+BLOCKED = ("solutions", "autograder.authoring")
+
+
+class _Blocked(importlib.abc.MetaPathFinder):
+    """Refuse to import the solutions (and the authoring tools that import them)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+            raise ImportError(f"{name} is not available while grading")
+        return None
+
+
+class CellTimeout(BaseException):
+    """A cell ran past its time limit."""
+
+
+def _on_alarm(signum, frame):
+    raise CellTimeout()
+
+
+def main(plan_path: str) -> int:
+    plan = json.loads(Path(plan_path).read_text())
+    progress = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # the student's prints must not mix with the progress lines
+    sys.meta_path.insert(0, _Blocked())
+
+    import torch
+
+    torch.set_num_threads(plan["threads"])
+    from readheads import load_model
+
+    from .references import ReferenceSet
+    from .running import run_case
+
+    def say(*words):
+        progress.write(" ".join(str(w) for w in words) + "\n")
+
+    model = None
+    if plan["model"]:
+        model = load_model(plan["model"], device=plan["device"], quiet=True)
+        if model.course_info.key != plan["model_key"]:
+            say("model-mismatch", model.course_info.key)
+            return 3
+    cases = {}
+    for path in plan["cases"]:
+        cases.update(ReferenceSet.load(Path(path)).exercises)
+    namespace = {"__name__": "__main__", "model": model, "MODEL": plan["model"]}
+    signal.signal(signal.SIGALRM, _on_alarm)
+    errors = [f"{_label(cell)} was left out: it {cell['skipped']}" for cell in plan["skipped"]]
+    for index, cell in enumerate(plan["cells"]):
+        say("cell", index)
+        error = _run_cell(cell, namespace, plan["cell_timeout"])
+        if error and cell["kind"] != "added":
+            errors.append(f"{_label(cell)}: {error}")
+    say("ready")
+    results = Path(plan["results"])
+    for exercise_id in plan["exercises"]:
+        say("exercise", exercise_id)
+        function = namespace.get(exercise_id)
+        record = {}
+        answers = {}
+        for index, case in enumerate(cases[exercise_id].cases):
+            if not callable(function):
+                raised = f" (your cells raised: {'; '.join(errors)[:500]})" if errors else ""
+                record[index] = {"kind": "error", "message": f"no function called `{exercise_id}` "
+                                 f"is defined in your notebook{raised}"}
+                continue
+            outcome = run_case(function, case, model, caches={})
+            record[index] = _describe(outcome, index, answers, torch)
+            if outcome.side_effect and "weights" in outcome.side_effect:
+                model = namespace["model"] = load_model(plan["model"], device=plan["device"],
+                                                        quiet=True)
+        from safetensors.torch import save_file
+
+        save_file(answers, str(results / f"{exercise_id}.safetensors"))
+        (results / f"{exercise_id}.json").write_text(json.dumps(record))
+        say("done", exercise_id)
+    return 0
+
+
+def _label(cell: dict) -> str:
+    """A cell as a student recognises it: its first line of code."""
+    lines = [line for line in cell["source"].splitlines() if line.strip() and not line.startswith("#")]
+    return f"the cell starting `{lines[0][:60]}`" if lines else "an empty cell"
+
+
+def _run_cell(cell: dict, namespace: dict, timeout: float) -> str | None:
+    """Run one cell (an "added" cell: only its definitions); the error it raised, if any."""
+    source = cell["source"]
+    if cell["kind"] == "added":  # a cell the student added: only its definitions
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            return None
+        keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        tree.body = [node for node in tree.body if isinstance(node, keep)]
+        code = compile(tree, f"<cell {cell['index']}>", "exec")
+    else:
+        lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+        try:
+            code = compile("\n".join(lines), f"<cell {cell['index']}>", "exec")
+        except SyntaxError as error:
+            return f"SyntaxError: {error}"
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        exec(code, namespace)
+    except CellTimeout:
+        return f"a cell ran past its {timeout:g} s limit"
+    except BaseException as error:  # the student's code: note it and go on
+        return f"{type(error).__name__}: {error}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return None
+
+
+def _describe(outcome, index: int, answers: dict, torch) -> dict:
+    """What the function gave, as JSON; its tensors go into `answers`."""
+    if outcome.error:
+        return {"kind": "error", "message": outcome.error, "side_effect": outcome.side_effect}
+    answer = outcome.answer
+    parts = list(answer) if isinstance(answer, (tuple, list)) else None
+    record = {"side_effect": outcome.side_effect}
+    if isinstance(answer, torch.Tensor):
+        record.update(kind="tensor", **_store(answer, f"{index}/0", answers, torch))
+    elif parts is not None and parts and all(isinstance(p, torch.Tensor) for p in parts):
+        record.update(kind="tuple", type=type(answer).__name__,
+                      parts=[_store(p, f"{index}/{i}", answers, torch) for i, p in enumerate(parts)])
+    elif answer is None:
+        record.update(kind="none")
+    else:
+        record.update(kind="other", type=type(answer).__name__)
+    return record
+
+
+def _store(tensor, name: str, answers: dict, torch) -> dict:
+    plain = tensor.as_subclass(torch.Tensor)
+    if plain.is_complex():
+        return {"device": tensor.device.type, "complex": True}
+    answers[name] = plain.detach().to("cpu").clone().contiguous()
+    return {"device": tensor.device.type}
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[-1]))
