@@ -19,7 +19,7 @@ import nbformat
 
 from . import catalog
 from .check import CheckResult
-from .sealed import course_files, grade_answers, notebook_cells
+from .sealed import course_files, grade_answers, hidden_references, notebook_cells
 
 
 def grade_notebook(path: Path, *, hidden_dir: Path, model: str, **options) -> dict[str, CheckResult]:
@@ -29,12 +29,14 @@ def grade_notebook(path: Path, *, hidden_dir: Path, model: str, **options) -> di
     return grade_answers(cells, exercise_ids, model_name=model, hidden_dir=hidden_dir, **options)
 
 
-def grade_class(notebooks: dict[str, Path], *, jobs: int = 1, log=print,
+def grade_class(notebooks: dict[str, Path], chapter: str, *, jobs: int = 1, log=print,
                 **options) -> dict[str, dict[str, CheckResult]]:
-    """Grade each student's notebook, `jobs` at a time, the CPU cores split between them."""
+    """Grade each student's notebook of `chapter`, `jobs` at a time, the CPU cores split
+    between them."""
     files = course_files(options["hidden_dir"])
     for changed in files.restore():
         log(f"restored {changed}")
+    hidden_references(chapter, options["model"], options["hidden_dir"])  # before any submission runs
     threads = max(1, (os.cpu_count() or 1) // jobs)
 
     def one(item):

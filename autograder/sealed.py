@@ -48,27 +48,31 @@ class GradingError(RuntimeError):
 
 # --- Hidden references, pinned in memory ----------------------------------------------------
 
-_pinned: dict[Path, ReferenceSet] = {}
+_pinned: dict[tuple, list[ReferenceSet]] = {}
+_pinning = threading.Lock()
 
 
 def hidden_references(chapter: str, model_name: str | None, directory: Path) -> list[ReferenceSet]:
-    """The instructor's reference sets of `chapter` (pure, and for `model_name`), loaded once
-    per process and kept in memory, so that nothing written to disk later can change them."""
-    found = []
-    for path in sorted((directory / chapter).glob("*.safetensors")):
-        if path not in _pinned:
-            _pinned[path] = ReferenceSet.load(path)
-        refs = _pinned[path]
-        model = refs.sources.get("model")
-        if model is None or (model_name is not None and model["name"] == model_name):
-            found.append(refs)
-    needs_model = any(e.needs for e in catalog.exercises(chapter))
-    if not any(r.sources.get("model") for r in found) and needs_model or not found:
-        raise GradingError(
-            f"No hidden references for {chapter} and model {model_name} in {directory}. Build "
-            f"them once, with a seed only you know: python -m autograder build --model "
-            f"{model_name or 'smollm2-135m'} --seed SEED --out {directory}")
-    return found
+    """The instructor's reference sets of `chapter` (pure, and for `model_name`), read once
+    per process, before any submission runs, and kept in memory: nothing written to disk
+    later (a new file included) changes what later submissions are graded against."""
+    key = (directory.resolve(), chapter, model_name)
+    with _pinning:
+        if key not in _pinned:
+            found = []
+            for path in sorted((directory / chapter).glob("*.safetensors")):
+                refs = ReferenceSet.load(path)
+                model = refs.sources.get("model")
+                if model is None or (model_name is not None and model["name"] == model_name):
+                    found.append(refs)
+            needs_model = any(e.needs for e in catalog.exercises(chapter))
+            if not found or (needs_model and not any(r.sources.get("model") for r in found)):
+                raise GradingError(
+                    f"No hidden references for {chapter} and model {model_name} in {directory}. "
+                    f"Build them once, with a seed only you know: python -m autograder build "
+                    f"--model {model_name or 'smollm2-135m'} --seed SEED --out {directory}")
+            _pinned[key] = found
+    return _pinned[key]
 
 
 # --- The course files a submission must not change ------------------------------------------

@@ -108,8 +108,9 @@ def main(argv=None) -> int:
         notebooks_found = submitted_notebooks(args.submitted, args.assignment)
         if not notebooks_found:
             raise SystemExit(f"No notebooks in {args.submitted}/<student>/{args.assignment}/")
-        grades = grade_class(notebooks_found, jobs=args.jobs, hidden_dir=args.hidden,
-                             model=args.model, check_timeout=args.check_timeout)
+        grades = grade_class(notebooks_found, args.assignment, jobs=args.jobs,
+                             hidden_dir=args.hidden, model=args.model,
+                             check_timeout=args.check_timeout)
         write_gradebook(grades, args.out)
         print(f"wrote {args.out} ({len(grades)} students)")
         return 0
