@@ -94,8 +94,12 @@ class _Watch:
         self.kwargs, self.model = kwargs, model
         self.tensors = {name: _stamp(v) for name, v in kwargs.items() if isinstance(v, torch.Tensor)}
         self.caches = {name: _cache_stamp(v) for name, v in kwargs.items() if hasattr(v, "cache_dict")}
-        self.weights = _weight_stamp(model) if model is not None else None
-        self.hooks = _hook_ids(model) if model is not None else None
+        if model is not None:  # one walk over the modules, before the call, serves both checks
+            self.modules = list(model.modules())
+            self.parameters = list({id(p): p for m in self.modules
+                                    for p in m._parameters.values() if p is not None}.values())
+            self.weights = [_stamp(p) for p in self.parameters]
+            self.hooks = _hook_ids(self.modules)
 
     def changes(self, caches: dict | None) -> str | None:
         problems = []
@@ -111,10 +115,10 @@ class _Watch:
                     for key in [k for k, v in caches.items() if v is self.kwargs[name]]:
                         del caches[key]
         if self.model is not None:
-            if _weight_stamp(self.model) != self.weights:
+            if [_stamp(p) for p in self.parameters] != self.weights:
                 problems.append("changed the model's weights (reload the model before going on: "
                                 "model = load_model(...))")
-            if _remove_new_hooks(self.model, self.hooks):
+            if _remove_new_hooks(self.modules, self.hooks):
                 problems.append("left a hook on the model (it was removed; use "
                                 "model.run_with_hooks(...) or remove your hooks before returning)")
         return "; ".join(problems) or None
@@ -131,35 +135,34 @@ def _cache_stamp(cache) -> dict:
     return {name: _stamp(value) for name, value in cache.cache_dict.items()}
 
 
-def _weight_stamp(model) -> list:
-    return [(name, _stamp(p)) for name, p in model.named_parameters()]
-
-
 HOOK_KINDS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks")
 # Hooks that transformers and the TransformerLens bridge add themselves, on first use.
 LIBRARY_HOOKS = ("transformers.", "transformer_lens.model_bridge.")
 
 
-def _student_hooks(model):
-    """(module, kind, key) of every hook on the model that its libraries did not add
-    (TransformerLens's add_hook and raw PyTorch hooks alike)."""
-    for module in model.modules():
-        for kind in HOOK_KINDS:
-            for key, hook in getattr(module, kind).items():
-                function = getattr(getattr(hook, "__func__", hook), "func", hook)
-                if not str(getattr(function, "__module__", "")).startswith(LIBRARY_HOOKS):
-                    yield module, kind, key
+def _student_hooks(modules: list):
+    """(module, kind, key) of every hook on these modules that the model's libraries did not
+    add (TransformerLens's add_hook and raw PyTorch hooks alike)."""
+    # vars(), not getattr: some bridge modules compute missing attributes (slowly).
+    hooked = [(m, kind, hooks) for m in modules for kind in HOOK_KINDS
+              if (hooks := vars(m).get(kind))]
+    for module, kind, hooks in hooked:
+        for key, hook in hooks.items():
+            function = getattr(getattr(hook, "__func__", hook), "func", hook)
+            if not str(getattr(function, "__module__", "")).startswith(LIBRARY_HOOKS):
+                yield module, kind, key
 
 
-def _hook_ids(model) -> set:
-    return {(id(module), kind, key) for module, kind, key in _student_hooks(model)}
+def _hook_ids(modules: list) -> set:
+    return {(id(module), kind, key) for module, kind, key in _student_hooks(modules)}
 
 
-def _remove_new_hooks(model, before: set) -> bool:
+def _remove_new_hooks(modules: list, before: set) -> bool:
     """Remove the hooks a function added and left behind; whether there were any."""
-    new = [(m, kind, key) for m, kind, key in _student_hooks(model) if (id(m), kind, key) not in before]
+    new = [(m, kind, key) for m, kind, key in _student_hooks(modules)
+           if (id(m), kind, key) not in before]
     for module, kind, key in new:
-        del getattr(module, kind)[key]
+        del vars(module)[kind][key]
     return bool(new)
 
 
