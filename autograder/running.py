@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import traceback
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from .references import Argument, Case
 
@@ -94,12 +96,11 @@ class _Watch:
         self.kwargs, self.model = kwargs, model
         self.tensors = {name: _stamp(v) for name, v in kwargs.items() if isinstance(v, torch.Tensor)}
         self.caches = {name: _cache_stamp(v) for name, v in kwargs.items() if hasattr(v, "cache_dict")}
-        if model is not None:  # one walk over the modules, before the call, serves both checks
-            self.modules = list(model.modules())
-            self.parameters = list({id(p): p for m in self.modules
-                                    for p in m._parameters.values() if p is not None}.values())
+        if model is not None:
+            self.parameters = _parameters(model)
             self.weights = [_stamp(p) for p in self.parameters]
-            self.hooks = _hook_ids(self.modules)
+            # Every hook registered from now on gets a handle id at least this large.
+            self.first_hook_id = RemovableHandle.next_id
 
     def changes(self, caches: dict | None) -> str | None:
         problems = []
@@ -118,7 +119,7 @@ class _Watch:
             if [_stamp(p) for p in self.parameters] != self.weights:
                 problems.append("changed the model's weights (reload the model before going on: "
                                 "model = load_model(...))")
-            if _remove_new_hooks(self.modules, self.hooks):
+            if _remove_hooks_since(self.model, self.first_hook_id):
                 problems.append("left a hook on the model (it was removed; use "
                                 "model.run_with_hooks(...) or remove your hooks before returning)")
         return "; ".join(problems) or None
@@ -140,30 +141,36 @@ HOOK_KINDS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks")
 LIBRARY_HOOKS = ("transformers.", "transformer_lens.model_bridge.")
 
 
-def _student_hooks(modules: list):
-    """(module, kind, key) of every hook on these modules that the model's libraries did not
-    add (TransformerLens's add_hook and raw PyTorch hooks alike)."""
-    # vars(), not getattr: some bridge modules compute missing attributes (slowly).
-    hooked = [(m, kind, hooks) for m in modules for kind in HOOK_KINDS
-              if (hooks := vars(m).get(kind))]
-    for module, kind, hooks in hooked:
-        for key, hook in hooks.items():
-            function = getattr(getattr(hook, "__func__", hook), "func", hook)
-            if not str(getattr(function, "__module__", "")).startswith(LIBRARY_HOOKS):
-                yield module, kind, key
+def _remove_hooks_since(model, first_id: int) -> bool:
+    """Remove the hooks registered on the model since handle id `first_id` and still there
+    (a function's leftovers; those its libraries add on first use are kept). Whether there
+    were any. Walks the modules only if some hook was registered at all."""
+    if RemovableHandle.next_id == first_id:
+        return False
+    removed = False
+    for module in model.modules():
+        attributes = vars(module)  # not getattr: some bridge modules compute missing attributes
+        for kind in HOOK_KINDS:
+            hooks = attributes.get(kind, {})
+            for key in [k for k, hook in hooks.items() if k >= first_id and not _library(hook)]:
+                del hooks[key]
+                removed = True
+    return removed
 
 
-def _hook_ids(modules: list) -> set:
-    return {(id(module), kind, key) for module, kind, key in _student_hooks(modules)}
+def _library(hook) -> bool:
+    function = getattr(getattr(hook, "__func__", hook), "func", hook)
+    return str(getattr(function, "__module__", "")).startswith(LIBRARY_HOOKS)
 
 
-def _remove_new_hooks(modules: list, before: set) -> bool:
-    """Remove the hooks a function added and left behind; whether there were any."""
-    new = [(m, kind, key) for m, kind, key in _student_hooks(modules)
-           if (id(m), kind, key) not in before]
-    for module, kind, key in new:
-        del vars(module)[kind][key]
-    return bool(new)
+_parameter_lists: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _parameters(model) -> list:
+    """The model's parameters, listed once per model (walking its modules takes ms)."""
+    if model not in _parameter_lists:
+        _parameter_lists[model] = list(model.parameters())
+    return _parameter_lists[model]
 
 
 def _where(error: BaseException) -> str:
