@@ -48,6 +48,15 @@ def _batch_and_seq_len(generator, batches, max_tokens, min_seq_len):
     return batch, _randint(generator, min_seq_len, longest + 1)
 
 
+def _visible_and_hidden_tokens(model, generator, visible, batches, max_tokens, min_seq_len):
+    """Cases of an exercise that takes (model, tokens): the visible one, repeated random
+    tokens of (seq_len, batch, seed) `visible`, and a hidden one of seeded size and seed."""
+    batch, seq_len = _batch_and_seq_len(generator, batches, max_tokens, min_seq_len)
+    return [dict(model=model, tokens=repeated_random_tokens(model, *visible)),
+            dict(model=model, tokens=repeated_random_tokens(model, seq_len, batch,
+                                                            seed=_seed(generator)))]
+
+
 def _scores_at(model, tokens, offset, first_query, last_query=None):
     """Mean over batch of pattern[i, i - offset] for queries first_query..last_query."""
     patterns = all_layer_patterns(model, tokens)
@@ -174,10 +183,8 @@ def _loss_probabilities(model, tokens):
 
 
 def _loss_cases(model, generator):
-    batch, seq_len = _batch_and_seq_len(generator, (3, 4), max_tokens=82, min_seq_len=6)
-    return [dict(model=model, tokens=repeated_random_tokens(model, 10, 2, seed=1)),
-            dict(model=model, tokens=repeated_random_tokens(model, seq_len, batch,
-                                                            seed=_seed(generator)))]
+    return _visible_and_hidden_tokens(model, generator, (10, 2, 1), (3, 4),
+                                      max_tokens=82, min_seq_len=6)
 
 
 EXERCISES.append(Exercise(
@@ -316,10 +323,8 @@ def all_layer_patterns(model, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def _pattern_cases(model, generator):
-    batch, seq_len = _batch_and_seq_len(generator, (2, 3), max_tokens=22, min_seq_len=3)
-    return [dict(model=model, tokens=repeated_random_tokens(model, 4, 1, seed=3)),
-            dict(model=model, tokens=repeated_random_tokens(model, seq_len, batch,
-                                                            seed=_seed(generator)))]
+    return _visible_and_hidden_tokens(model, generator, (4, 1, 3), (2, 3),
+                                      max_tokens=22, min_seq_len=3)
 
 
 EXERCISES.append(Exercise(
@@ -357,10 +362,8 @@ def _previous_second_half_only(model, tokens):
 
 # Also the cases of exercises 7 to 9.
 def _detector_cases(model, generator):
-    batch, seq_len = _batch_and_seq_len(generator, (3, 4), max_tokens=183, min_seq_len=12)
-    return [dict(model=model, tokens=repeated_random_tokens(model, 20, 2, seed=5)),
-            dict(model=model, tokens=repeated_random_tokens(model, seq_len, batch,
-                                                            seed=_seed(generator)))]
+    return _visible_and_hidden_tokens(model, generator, (20, 2, 5), (3, 4),
+                                      max_tokens=183, min_seq_len=12)
 
 
 EXERCISES.append(Exercise(
@@ -759,10 +762,8 @@ def _dla_whole_sequence(model, tokens):
 
 
 def _dla_cases(model, generator):
-    batch, seq_len = _batch_and_seq_len(generator, (3, 4), max_tokens=102, min_seq_len=8)
-    return [dict(model=model, tokens=repeated_random_tokens(model, 15, 2, seed=11)),
-            dict(model=model, tokens=repeated_random_tokens(model, seq_len, batch,
-                                                            seed=_seed(generator)))]
+    return _visible_and_hidden_tokens(model, generator, (15, 2, 11), (3, 4),
+                                      max_tokens=102, min_seq_len=8)
 
 
 EXERCISES.append(Exercise(
