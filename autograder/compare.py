@@ -29,14 +29,14 @@ def distinguishability(answer: torch.Tensor, others: list[torch.Tensor], atol: f
                        rtol: float) -> float:
     """How far `answer` is from the nearest of `others`, in units of the tolerance: the largest
     |answer - other| / (atol + rtol * |other|) over the elements. 1 is the threshold of
-    `matches`; inf where shapes differ or infinities/NaNs disagree."""
+    `matches`; 0 for equal elements (also with zero tolerance); inf where shapes differ or
+    infinities/NaNs disagree."""
     nearest = float("inf")
     for other in others:
         if answer.shape != other.shape:
             continue
         a, b = answer.detach().to("cpu", torch.float64), other.to(torch.float64)
-        same_inf = torch.isinf(a) & (a == b)
-        gap = ((a - b).abs() / (atol + rtol * b.abs())).masked_fill(same_inf, 0.0)
+        gap = ((a - b).abs() / (atol + rtol * b.abs())).masked_fill(a == b, 0.0)
         gap = gap.nan_to_num(nan=float("inf"))
         nearest = min(nearest, gap.max().item() if gap.numel() else 0.0)
     return nearest

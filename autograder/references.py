@@ -7,7 +7,8 @@ cases — the arguments (tensors stored, the rest described), the expected outpu
 outputs of known mistakes — and the tolerance, output names and dimensions, and mistake
 messages. Checking an answer needs nothing else: the runtime never imports the solutions.
 
-Tensor names in the file (made and parsed here only): ``<exercise>/<case>/argument/<name>``,
+Tensor names in the file (made and parsed here only): ``<exercise>/<case>/argument/<name>``
+(``.../argument/<name>/<field>`` for a record's fields),
 ``<exercise>/<case>/expected/<output>`` and ``<exercise>/<case>/mistake/<mistake>/<output>``.
 
 Where reference sets are looked for, in order: the committed ones (this package), the folder
@@ -37,8 +38,10 @@ FORMAT = 2
 @dataclass
 class Argument:
     """One argument of a case. kind: "tensor" (value is the tensor), "value" (a plain JSON
-    value), "model" (the model the check runs on) or "cache" (value: the tokens to run the
-    model on; scales: activations to multiply afterwards)."""
+    value), "model" (the model the check runs on), "cache" (value: the tokens to run the
+    model on; scales: activations to multiply afterwards) or "record" (a named tuple of
+    tensors from `readheads`, e.g. a dataset; value: {"type": its class name, "fields":
+    {field: tensor}})."""
 
     kind: str
     value: Any = None
@@ -126,6 +129,11 @@ def _exercise_entry(exercise: ExerciseReferences, tensors: dict) -> dict:
                 tensors[f"{prefix}/argument/{name}"] = _owned(argument.value)
             elif argument.kind == "value":
                 entry["value"] = argument.value
+            elif argument.kind == "record":
+                entry["type"] = argument.value["type"]
+                entry["fields"] = list(argument.value["fields"])
+                for field_name, tensor in argument.value["fields"].items():
+                    tensors[f"{prefix}/argument/{name}/{field_name}"] = _owned(tensor)
             if argument.scales:
                 entry["scales"] = argument.scales
             arguments[name] = entry
@@ -135,9 +143,12 @@ def _exercise_entry(exercise: ExerciseReferences, tensors: dict) -> dict:
             for output, tensor in outputs.items():
                 tensors[f"{prefix}/mistake/{mistake}/{output}"] = _owned(tensor)
         cases.append({"arguments": arguments, "mistakes": sorted(case.mistakes)})
-    return {"description": exercise.description, "outputs": exercise.outputs,
-            "atol": exercise.atol, "rtol": exercise.rtol, "points": exercise.points,
-            "mistakes": exercise.mistake_messages, "cases": cases}
+    entry = {"description": exercise.description, "outputs": exercise.outputs,
+             "atol": exercise.atol, "rtol": exercise.rtol, "points": exercise.points,
+             "mistakes": exercise.mistake_messages, "cases": cases}
+    if len(exercise.outputs) > 1:  # the manifest's keys are sorted: keep the tuple's order
+        entry["output_order"] = list(exercise.outputs)
+    return entry
 
 
 def _exercise_from(exercise_id: str, entry: dict, tensors: dict) -> ExerciseReferences:
@@ -146,15 +157,21 @@ def _exercise_from(exercise_id: str, entry: dict, tensors: dict) -> ExerciseRefe
         prefix = f"{exercise_id}/{index}"
         arguments = {}
         for name, argument in case["arguments"].items():
-            value = (tensors[f"{prefix}/argument/{name}"] if argument["kind"] in ("tensor", "cache")
-                     else argument.get("value"))
+            if argument["kind"] == "record":
+                value = {"type": argument["type"], "fields": {
+                    f: tensors[f"{prefix}/argument/{name}/{f}"] for f in argument["fields"]}}
+            elif argument["kind"] in ("tensor", "cache"):
+                value = tensors[f"{prefix}/argument/{name}"]
+            else:
+                value = argument.get("value")
             arguments[name] = Argument(argument["kind"], value, argument.get("scales", {}))
         expected = {o: tensors[f"{prefix}/expected/{o}"] for o in entry["outputs"]
                     if f"{prefix}/expected/{o}" in tensors}
         mistakes = {m: {o: tensors[f"{prefix}/mistake/{m}/{o}"] for o in entry["outputs"]}
                     for m in case["mistakes"]}
         cases.append(Case(arguments, expected, mistakes))
-    return ExerciseReferences(exercise_id, entry["description"], entry["outputs"], entry["atol"],
+    outputs = {name: entry["outputs"][name] for name in entry.get("output_order", entry["outputs"])}
+    return ExerciseReferences(exercise_id, entry["description"], outputs, entry["atol"],
                               entry["rtol"], entry["mistakes"], cases, entry.get("points", 1))
 
 

@@ -18,9 +18,13 @@ from typing import Any
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from readheads.ioi import IOIPrompts, PatchingMetric
+
 from .references import Argument, Case
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
+# The named tuples a case argument may be (kind "record"), by class name.
+RECORD_TYPES = {cls.__name__: cls for cls in (IOIPrompts, PatchingMetric)}
 
 
 @dataclass
@@ -48,6 +52,10 @@ def materialize(arguments: dict[str, Argument], model=None, caches: dict | None 
             kwargs[name] = copy.deepcopy(argument.value)
         elif argument.kind == "model":
             kwargs[name] = model
+        elif argument.kind == "record":
+            record_type = RECORD_TYPES[argument.value["type"]]
+            kwargs[name] = record_type(**{f: t.clone().to(device)
+                                          for f, t in argument.value["fields"].items()})
         elif argument.kind == "cache":
             memo_key = (id(argument), id(model))
             if caches is None or memo_key not in caches:
@@ -94,7 +102,7 @@ class _Watch:
 
     def __init__(self, kwargs: dict, model):
         self.kwargs, self.model = kwargs, model
-        self.tensors = {name: _stamp(v) for name, v in kwargs.items() if isinstance(v, torch.Tensor)}
+        self.tensors = {name: _stamp(v) for name, v in _tensors(kwargs)}
         self.caches = {name: _cache_stamp(v) for name, v in kwargs.items() if hasattr(v, "cache_dict")}
         if model is not None:
             self.parameters = _parameters(model)
@@ -104,8 +112,9 @@ class _Watch:
 
     def changes(self, caches: dict | None) -> str | None:
         problems = []
+        now = dict(_tensors(self.kwargs))
         for name, stamp in self.tensors.items():
-            if _stamp(self.kwargs[name]) != stamp:
+            if _stamp(now[name]) != stamp:
                 problems.append(f"changed its argument `{name}` in place (work on a copy: use "
                                 "out-of-place operations such as x * 2, not x.mul_(2) or x[...] = ...)")
         for name, stamp in self.caches.items():
@@ -123,6 +132,15 @@ class _Watch:
                 problems.append("left a hook on the model (it was removed; use "
                                 "model.run_with_hooks(...) or remove your hooks before returning)")
         return "; ".join(problems) or None
+
+
+def _tensors(kwargs: dict):
+    """(name, tensor) for tensor arguments and the tensors in records ("clean.tokens")."""
+    for name, value in kwargs.items():
+        if isinstance(value, torch.Tensor):
+            yield name, value
+        elif type(value).__name__ in RECORD_TYPES:
+            yield from ((f"{name}.{f}", t) for f, t in zip(value._fields, value))
 
 
 def _stamp(tensor: torch.Tensor):

@@ -1,7 +1,7 @@
 """Print the course's speed numbers (not a test: nothing here can fail on a slow machine).
 
     python benchmarks/run.py            # all
-    python benchmarks/run.py checks     # one group: checks, loading, grading, ablation
+    python benchmarks/run.py checks     # one group: checks, loading, grading, ablation, patching
 """
 
 import os
@@ -138,8 +138,41 @@ def bench_ablation():
           f"extrapolated: {slow_seconds / len(layers) * n_layers:.0f} s)")
 
 
+def bench_patching():
+    """Chapter 3's sweeps against the plain loop (one full forward pass per patch), on the
+    GPU when there is one, with the Chapter 3 notebook's sizes (8 prompts)."""
+    import torch
+
+    from readheads import load_model
+    from solutions.ch3_circuits import (patch_residual_sweep, patching_setup,
+                                        residual_sweep_one_patch_per_forward)
+
+    torch.set_grad_enabled(False)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model("smollm2-135m", device=device, quiet=True)
+    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"residual stream sweep [layer, position], smollm2-135m, 8 prompts, all layers, on {name}:")
+    for kind in ("abc", "swapped"):
+        clean, corrupted, metric = patching_setup(model, 8, 0, kind)
+        patch_residual_sweep(model, clean, corrupted, metric, layers=[0])  # warm up
+        timings, results = {}, {}
+        for label, sweep in (("one patch per forward", residual_sweep_one_patch_per_forward),
+                             ("batched", patch_residual_sweep)):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            results[label] = sweep(model, clean, corrupted, metric)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            timings[label] = time.perf_counter() - start
+        loop, batched = timings.values()
+        difference = (results["batched"] - results["one patch per forward"]).abs().max().item()
+        print(f"  {kind:8s} corruption {tuple(clean.tokens.shape)}: one patch per forward {loop:7.1f} s, "
+              f"batched {batched:6.1f} s: speed-up {loop / batched:5.1f}x, largest difference {difference:.1e}")
+
+
 GROUPS = {"checks": bench_checks, "loading": bench_loading, "grading": bench_grading,
-          "ablation": bench_ablation}
+          "ablation": bench_ablation, "patching": bench_patching}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or GROUPS:

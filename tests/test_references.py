@@ -119,26 +119,28 @@ def test_an_exercise_with_several_outputs_round_trips_and_is_judged_per_output(t
     """The format carries exercises that return several tensors, and keys that join the
     fingerprints of everything an answer depends on (here a model and an SAE)."""
     def row_stats(x):
-        return x.mean(dim=-1), x.std(dim=-1)
-
-    def swapped(x):
         return x.std(dim=-1), x.mean(dim=-1)
 
-    exercise = Exercise(row_stats, {"mean": ("row",), "std": ("row",)}, None, "x: normal",
-                        atol=1e-5, rtol=1e-4, mistakes=(Mistake("swapped", "returned (std, mean)", swapped),))
+    def swapped(x):
+        return x.mean(dim=-1), x.std(dim=-1)
+
+    # Output names out of alphabetical order: the manifest (sorted keys) must keep the order.
+    exercise = Exercise(row_stats, {"std": ("row",), "mean": ("row",)}, None, "x: normal",
+                        atol=1e-5, rtol=1e-4, mistakes=(Mistake("swapped", "returned (mean, std)", swapped),))
     messages = {}
     x = torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
     case = build_case(exercise, describe(exercise, {"x": x}, None), None, messages)
     sources = {"model": SimpleNamespace(course_info=SimpleNamespace(key="toy-model-1")),
                "sae": SimpleNamespace(course_info=SimpleNamespace(key="toy-sae-2"))}
-    entry = ExerciseReferences("row_stats", "x: normal", {"mean": ["row"], "std": ["row"]},
+    entry = ExerciseReferences("row_stats", "x: normal", {"std": ["row"], "mean": ["row"]},
                                exercise.atol, exercise.rtol, messages, [case])
     saved = ReferenceSet("toy", references.reference_key(sources), {}, {}, {"row_stats": entry})
     loaded = ReferenceSet.load(saved.save(tmp_path))
     assert loaded.key == "toy-model-1+toy-sae-2"
     entry, case = loaded.exercises["row_stats"], loaded.exercises["row_stats"].cases[0]
+    assert list(entry.outputs) == ["std", "mean"]
     assert judge(Outcome(row_stats(x)), entry, case, "cpu") is None
-    assert "returned (std, mean)" in judge(Outcome(swapped(x)), entry, case, "cpu")
+    assert "returned (mean, std)" in judge(Outcome(swapped(x)), entry, case, "cpu")
     assert "should return 2 tensors" in judge(Outcome(x.mean(dim=-1)), entry, case, "cpu")
-    mean, std = row_stats(x)
-    assert judge(Outcome((mean, std * 2)), entry, case, "cpu").startswith("std: 3 of 3 values")
+    std, mean = row_stats(x)
+    assert judge(Outcome((std * 2, mean)), entry, case, "cpu").startswith("std: 3 of 3 values")

@@ -10,7 +10,7 @@ import torch
 
 from ..compare import distinguishability
 from ..references import Argument, Case, ExerciseReferences, ReferenceSet, reference_key
-from ..running import materialize
+from ..running import RECORD_TYPES, materialize
 from . import registry
 from .spec import CachedRun, Exercise
 
@@ -107,12 +107,16 @@ def describe(exercise: Exercise, kwargs: dict, model) -> dict[str, Argument]:
             arguments[name] = Argument("cache", value.tokens.cpu(), dict(value.scales))
         elif isinstance(value, torch.Tensor):
             arguments[name] = Argument("tensor", value.detach().cpu())
+        elif type(value).__name__ in RECORD_TYPES:
+            arguments[name] = Argument("record", {"type": type(value).__name__, "fields": {
+                f: t.detach().cpu() for f, t in zip(value._fields, value)}})
         elif isinstance(value, PLAIN) or (isinstance(value, (list, tuple))
                                           and all(isinstance(v, PLAIN) for v in value)):
             arguments[name] = Argument("value", list(value) if isinstance(value, tuple) else value)
         else:
             raise TypeError(f"{exercise.id}: case argument {name!r} is a {type(value).__name__}; "
-                            "use a tensor, a plain value, the model or a CachedRun")
+                            "use a tensor, a plain value, the model, a CachedRun or a record "
+                            f"({', '.join(RECORD_TYPES)})")
     return arguments
 
 

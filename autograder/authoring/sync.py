@@ -89,6 +89,10 @@ def _argument_differences(old: dict, new: dict) -> list[str]:
         same = a.kind == b.kind and a.scales == b.scales
         if same and a.kind in ("tensor", "cache"):
             same = _close(a.value, b.value, **INPUT_TOLERANCE)
+        elif same and a.kind == "record":
+            old_fields, new_fields = a.value["fields"], b.value["fields"]
+            same = (a.value["type"] == b.value["type"] and list(old_fields) == list(new_fields)
+                    and all(_close(old_fields[f], new_fields[f], **INPUT_TOLERANCE) for f in old_fields))
         elif same:
             same = a.value == b.value
         if not same:

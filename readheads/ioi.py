@@ -1,0 +1,117 @@
+"""Indirect object identification (IOI): the prompts' raw material and the records that carry
+a dataset and a patching metric around.
+
+A prompt names two people, then repeats one of them (the subject, S) and asks for the other
+(the indirect object, IO): "When Mary and John went to the store, John gave a drink to" ->
+" Mary". Templates come in two orders: ABBA (IO named first) and BABA (S named first).
+
+Names, places and objects are kept only where they are a single token *for the loaded
+model's tokenizer* (with the leading space they have in a sentence), so every prompt of one
+template has the same length on that model.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+NAMES = ["Mary", "John", "Alice", "Bob", "Sarah", "James", "Emma", "Michael", "Anna", "David",
+         "Laura", "Daniel", "Rachel", "Thomas", "Kate", "Paul", "Lisa", "Mark", "Julia", "Peter",
+         "Jessica", "Andrew", "Sophie", "Robert", "Claire", "Steven", "Helen", "George", "Maria",
+         "Chris", "Amy", "Kevin", "Nancy", "Brian", "Grace", "Eric", "Rose", "Adam", "Jane", "Sam"]
+PLACES = ["store", "park", "school", "garden", "station", "market", "library", "beach",
+          "office", "hospital", "restaurant", "museum", "church", "bank", "house"]
+OBJECTS = ["drink", "book", "ring", "bag", "ball", "key", "letter", "cake", "phone", "pen",
+           "card", "gift", "hat", "box", "coin"]
+# {A} is named first, {B} second; {B} is repeated, so in ABBA templates A is the IO.
+_TEMPLATES = [
+    "When {A} and {B} went to the {place}, {B} gave a {object} to",
+    "After {A} and {B} arrived at the {place}, {B} handed the {object} to",
+    "Then, {A} and {B} spent the day at the {place}. {B} gave the {object} to",
+    "While {A} and {B} were waiting at the {place}, {B} passed a {object} to",
+]
+# (family, template, IO letter): each template in both orders.
+TEMPLATES = ([("ABBA", t, "A") for t in _TEMPLATES]
+             + [("BABA", t.replace("{A} and {B}", "{B} and {A}", 1), "A") for t in _TEMPLATES])
+
+
+class IOIPrompts(NamedTuple):
+    """A batch of IOI prompts, right-padded to one length. All int64 [batch] except tokens.
+
+    tokens [batch, pos]: BOS, the prompt, then padding after end_pos. io_ids / s_ids: the
+    tokens of the indirect object and the subject. io_pos, s1_pos, s2_pos: where the IO, the
+    first and the second mention of the subject sit. end_pos: the last prompt token (" to"),
+    where the model predicts the IO. template: the index into `TEMPLATES`.
+    """
+
+    tokens: torch.Tensor
+    io_ids: torch.Tensor
+    s_ids: torch.Tensor
+    io_pos: torch.Tensor
+    s1_pos: torch.Tensor
+    s2_pos: torch.Tensor
+    end_pos: torch.Tensor
+    template: torch.Tensor
+
+
+class PromptText(NamedTuple):
+    text: str
+    io: str  # the IO's name
+    s: str  # the subject's name
+    template: int
+
+
+def single_token_words(tokenizer, words: list[str]) -> list[str]:
+    """The words that are one token with a leading space (" Mary") for this tokenizer."""
+    return [w for w in words if len(tokenizer.encode(" " + w, add_special_tokens=False)) == 1]
+
+
+def _pick(items: list, generator: torch.Generator):
+    return items[int(torch.randint(len(items), (1,), generator=generator))]
+
+
+def draw_prompts(tokenizer, n_prompts: int, seed: int, families=("ABBA", "BABA")) -> list[PromptText]:
+    """`n_prompts` seeded IOI prompts as text: for each, a template (of the given families),
+    two different names, a place and an object, drawn in that order from a CPU generator."""
+    generator = torch.Generator().manual_seed(seed)
+    names = single_token_words(tokenizer, NAMES)
+    places, objects = single_token_words(tokenizer, PLACES), single_token_words(tokenizer, OBJECTS)
+    allowed = [i for i, (family, _, _) in enumerate(TEMPLATES) if family in families]
+    if len(names) < 3 or not places or not objects or not allowed:
+        raise ValueError(f"Too few single-token words for this tokenizer (names {len(names)}, "
+                         f"places {len(places)}, objects {len(objects)}) or no template of {families}.")
+    prompts = []
+    for _ in range(n_prompts):
+        index = _pick(allowed, generator)
+        io, s = (names[int(i)] for i in torch.randperm(len(names), generator=generator)[:2])
+        text = TEMPLATES[index][1].format(A=io, B=s, place=_pick(places, generator),
+                                          object=_pick(objects, generator))
+        prompts.append(PromptText(text, io, s, index))
+    return prompts
+
+
+def name_token_ids(tokenizer) -> torch.Tensor:
+    """The token ids of the single-token names (" Mary", ...), in `NAMES` order."""
+    return torch.tensor([tokenizer.encode(" " + n, add_special_tokens=False)[0]
+                         for n in single_token_words(tokenizer, NAMES)])
+
+
+class PatchingMetric(NamedTuple):
+    """The normalised logit difference as a callable: 0 for the corrupted run, 1 for the clean.
+
+    metric(logits) takes logits [batch, pos, vocab] of the prompts described by io_ids, s_ids
+    and end_pos, and returns a scalar: (mean logit difference - corrupted) / (clean - corrupted).
+    """
+
+    io_ids: torch.Tensor
+    s_ids: torch.Tensor
+    end_pos: torch.Tensor
+    clean: torch.Tensor  # the clean run's mean logit difference (0-dim)
+    corrupted: torch.Tensor  # the corrupted run's
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        final = logits[rows, self.end_pos.to(logits.device)]
+        diff = final[rows, self.io_ids.to(logits.device)] - final[rows, self.s_ids.to(logits.device)]
+        return (diff.mean() - self.corrupted.to(logits.device)) / (self.clean - self.corrupted).to(logits.device)
