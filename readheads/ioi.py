@@ -55,6 +55,11 @@ class IOIPrompts(NamedTuple):
     template: torch.Tensor
 
 
+def as_tokens(prompts) -> torch.Tensor:
+    """The tokens of an `IOIPrompts` record; a tensor of tokens is returned as it is."""
+    return prompts.tokens if isinstance(prompts, IOIPrompts) else prompts
+
+
 class PromptText(NamedTuple):
     text: str
     io: str  # the IO's name
@@ -109,6 +114,11 @@ class PatchingMetric(NamedTuple):
     end_pos: torch.Tensor
     clean: torch.Tensor  # the clean run's mean logit difference (0-dim)
     corrupted: torch.Tensor  # the corrupted run's
+
+    @property
+    def reads_positions(self) -> torch.Tensor:
+        """The one position per prompt whose logits this metric reads (see `patched_runs`)."""
+        return self.end_pos
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(logits.shape[0], device=logits.device)

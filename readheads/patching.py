@@ -14,9 +14,14 @@ from __future__ import annotations
 import torch
 
 
-def run_from_layer(model, resid: torch.Tensor, layer: int) -> torch.Tensor:
+def run_from_layer(model, resid: torch.Tensor, layer: int, positions: torch.Tensor | None = None) -> torch.Tensor:
     """Logits [batch, pos, vocab] of running blocks `layer` .. n_layers-1, the final norm and
-    the unembedding on `resid` [batch, pos, d_model], the residual stream entering `layer`."""
+    the unembedding on `resid` [batch, pos, d_model], the residual stream entering `layer`.
+
+    positions: if given ([batch] ints), unembed only position positions[b] of row b (the
+    unembedding is a large share of a run from a late layer); the other logits are NaN, so
+    reading them by mistake shows.
+    """
     if resid.ndim != 3 or resid.shape[-1] != model.cfg.d_model:
         raise ValueError(f"resid must be [batch, pos, d_model={model.cfg.d_model}], got {tuple(resid.shape)}")
     if not 0 <= layer < model.cfg.n_layers:
@@ -25,7 +30,14 @@ def run_from_layer(model, resid: torch.Tensor, layer: int) -> torch.Tensor:
     for block in model.blocks[layer:]:
         out = block(resid, *args, **kwargs)
         resid = out[0] if isinstance(out, tuple) else out
-    return model.unembed(model.ln_final(resid))
+    if positions is None:
+        return model.unembed(model.ln_final(resid))
+    rows = torch.arange(resid.shape[0], device=resid.device)
+    positions = positions.to(resid.device)
+    read = model.unembed(model.ln_final(resid[rows, positions][:, None]))[:, 0]
+    logits = read.new_full((*resid.shape[:2], read.shape[-1]), float("nan"))
+    logits[rows, positions] = read
+    return logits
 
 
 class _Captured(Exception):
@@ -69,8 +81,12 @@ def patched_runs(model, resid: torch.Tensor, layer: int, hook_name: str, patches
     ``patches[i](activation)`` edits, in place, that run's activation at `hook_name` (a hook
     in block `layer` or later; shape [batch, ...]). Runs are stacked along the batch, at most
     `max_rows` sequences per forward pass, so memory stays bounded. Returns [len(patches)].
+
+    A metric that reads only one position per prompt may say which in ``metric.reads_positions``
+    ([batch], as `readheads.ioi.PatchingMetric` does): only those positions are unembedded.
     """
     batch = resid.shape[0]
+    positions = getattr(metric, "reads_positions", None)
     per_pass = max(1, max_rows // batch)
     results = []
     for start in range(0, len(patches), per_pass):
@@ -83,6 +99,8 @@ def patched_runs(model, resid: torch.Tensor, layer: int, hook_name: str, patches
             return runs.flatten(0, 1)
 
         with model.hooks(fwd_hooks=[(hook_name, apply)]):
-            logits = run_from_layer(model, resid.repeat(len(chunk), 1, 1), layer)
-        results += [metric(run_logits) for run_logits in logits.unflatten(0, (len(chunk), batch))]
+            logits = run_from_layer(model, resid.repeat(len(chunk), 1, 1), layer,
+                                    None if positions is None else positions.repeat(len(chunk)))
+        results += [torch.as_tensor(metric(run_logits), dtype=resid.dtype, device=resid.device)
+                    for run_logits in logits.unflatten(0, (len(chunk), batch))]
     return torch.stack(results) if results else resid.new_zeros(0)

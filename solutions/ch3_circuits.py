@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from autograder.authoring.spec import CachedRun, Exercise, Mistake
-from readheads.ioi import IOIPrompts, PatchingMetric, draw_prompts, name_token_ids
+from readheads.ioi import IOIPrompts, PatchingMetric, as_tokens, draw_prompts, name_token_ids
 from readheads.patching import patched_runs
 
 MODEL_TOL = dict(atol=1e-3, rtol=1e-3)
@@ -599,7 +599,8 @@ def patch_residual_sweep(model, clean: IOIPrompts, corrupted: IOIPrompts, metric
     """Activation patching of the residual stream: for each layer (of `layers`, default all)
     and each position p, run the corrupted prompts with the clean residual stream entering
     that layer (``hook_resid_pre``) patched in at position p, and measure `metric` on the
-    logits. Returns [len(layers), pos].
+    logits. `clean` and `corrupted` are `IOIPrompts` (or just their tokens, same shape).
+    Returns [len(layers), pos].
 
     Batch it, as `patched_runs` does: many patched runs per forward pass, each starting from
     the corrupted residual stream entering the patched layer (`run_from_layer`), since
@@ -608,12 +609,14 @@ def patch_residual_sweep(model, clean: IOIPrompts, corrupted: IOIPrompts, metric
     nothing: the result is the unpatched corrupted run's metric.
     """
     ### BEGIN SOLUTION
+    clean, corrupted = as_tokens(clean), as_tokens(corrupted)  # records or token tensors
     layers = range(model.cfg.n_layers) if layers is None else layers
     only_resid = lambda name: name.endswith("hook_resid_pre")  # noqa: E731
-    _, clean_cache = model.run_with_cache(clean.tokens, names_filter=only_resid)
-    corrupted_logits, corrupted_cache = model.run_with_cache(corrupted.tokens, names_filter=only_resid)
-    n_positions = clean.tokens.shape[1]
-    results = metric(corrupted_logits).repeat(len(layers), n_positions)
+    _, clean_cache = model.run_with_cache(clean, names_filter=only_resid)
+    corrupted_logits, corrupted_cache = model.run_with_cache(corrupted, names_filter=only_resid)
+    n_positions = clean.shape[1]
+    unpatched = torch.as_tensor(metric(corrupted_logits), device=clean.device)
+    results = unpatched.repeat(len(layers), n_positions)
     for row, layer in enumerate(tqdm(layers, desc="patching the residual stream")):
         clean_resid, corrupted_resid = clean_cache["resid_pre", layer], corrupted_cache["resid_pre", layer]
         changed = [p for p in range(n_positions) if not torch.equal(clean_resid[:, p], corrupted_resid[:, p])]
@@ -690,10 +693,11 @@ def patch_layer_output_sweep(model, clean: IOIPrompts, corrupted: IOIPrompts, me
     Start each patched run at its layer (`patched_runs` with one patch, or `run_from_layer`).
     """
     ### BEGIN SOLUTION
+    clean, corrupted = as_tokens(clean), as_tokens(corrupted)  # records or token tensors
     wanted = lambda name: name.endswith(("hook_attn_out", "hook_mlp_out", "hook_resid_pre"))  # noqa: E731
-    _, clean_cache = model.run_with_cache(clean.tokens, names_filter=wanted)
-    _, corrupted_cache = model.run_with_cache(corrupted.tokens, names_filter=wanted)
-    results = torch.zeros(2, model.cfg.n_layers, device=clean.tokens.device)
+    _, clean_cache = model.run_with_cache(clean, names_filter=wanted)
+    _, corrupted_cache = model.run_with_cache(corrupted, names_filter=wanted)
+    results = torch.zeros(2, model.cfg.n_layers, device=clean.device)
     for layer in tqdm(range(model.cfg.n_layers), desc="patching layer outputs"):
         for row, kind in enumerate(("attn_out", "mlp_out")):
             clean_output = clean_cache[kind, layer]
@@ -742,10 +746,11 @@ def patch_head_output_sweep(model, clean: IOIPrompts, corrupted: IOIPrompts, met
     stream entering the layer.
     """
     ### BEGIN SOLUTION
+    clean, corrupted = as_tokens(clean), as_tokens(corrupted)  # records or token tensors
     layers = range(model.cfg.n_layers) if layers is None else layers
     wanted = lambda name: name.endswith(("hook_z", "hook_resid_pre"))  # noqa: E731
-    _, clean_cache = model.run_with_cache(clean.tokens, names_filter=wanted)
-    _, corrupted_cache = model.run_with_cache(corrupted.tokens, names_filter=wanted)
+    _, clean_cache = model.run_with_cache(clean, names_filter=wanted)
+    _, corrupted_cache = model.run_with_cache(corrupted, names_filter=wanted)
     rows = []
     for layer in tqdm(layers, desc="patching head outputs"):
         clean_z = clean_cache["z", layer]
@@ -813,12 +818,13 @@ def patch_head_input_sweep(model, clean: IOIPrompts, corrupted: IOIPrompts, metr
     Returns [len(layers), heads of that component].
     """
     ### BEGIN SOLUTION
+    clean, corrupted = as_tokens(clean), as_tokens(corrupted)  # records or token tensors
     layers = range(model.cfg.n_layers) if layers is None else layers
     hook = {"q": "hook_q", "k": "hook_k", "v": "hook_v", "pattern": "hook_pattern"}[component]
     head_dim = 1 if component == "pattern" else 2
     wanted = lambda name: name.endswith((hook, "hook_resid_pre"))  # noqa: E731
-    _, clean_cache = model.run_with_cache(clean.tokens, names_filter=wanted)
-    _, corrupted_cache = model.run_with_cache(corrupted.tokens, names_filter=wanted)
+    _, clean_cache = model.run_with_cache(clean, names_filter=wanted)
+    _, corrupted_cache = model.run_with_cache(corrupted, names_filter=wanted)
     rows = []
     for layer in tqdm(layers, desc=f"patching head {component}"):
         name = f"blocks.{layer}.attn.{hook}"
@@ -863,8 +869,9 @@ def path_patch(model, clean: IOIPrompts, corrupted: IOIPrompts, senders: torch.T
     """Path patching: the effect of the sender heads on the answer *through* the receivers
     only. Runs the clean prompts and gives the senders their corrupted outputs (noising).
 
-    senders: int [n, 2] rows of (layer, head). component "resid": the receiver is the final
-    residual stream (the direct path to the logits; `receivers` is ignored). Else receivers
+    clean, corrupted: `IOIPrompts` (or their tokens). senders: int [n, 2] rows of (layer,
+    head). component "resid": the receiver is the final residual stream (the direct path to
+    the logits; `receivers` is ignored and may be None). Else receivers
     [m, 2] are heads and component is "q", "k" or "v": the path into their queries, keys or
     values (on a grouped-query model the key/value head that head reads, shared by its group).
 
@@ -876,10 +883,13 @@ def path_patch(model, clean: IOIPrompts, corrupted: IOIPrompts, senders: torch.T
        Return the metric of run 2. Returns a 0-dim tensor (1 = no effect, as clean).
     """
     ### BEGIN SOLUTION
+    clean, corrupted = as_tokens(clean), as_tokens(corrupted)  # records or token tensors
+    senders = torch.as_tensor(senders).long().reshape(-1, 2)
+    receivers = torch.as_tensor([] if receivers is None else receivers).long().reshape(-1, 2)
     n_layers = model.cfg.n_layers
     z_names = [f"blocks.{layer}.attn.hook_z" for layer in range(n_layers)]
-    _, clean_cache = model.run_with_cache(clean.tokens, names_filter=z_names)
-    _, corrupted_cache = model.run_with_cache(corrupted.tokens, names_filter=z_names)
+    _, clean_cache = model.run_with_cache(clean, names_filter=z_names)
+    _, corrupted_cache = model.run_with_cache(corrupted, names_filter=z_names)
 
     def freeze(z, hook):
         layer = int(hook.name.split(".")[1])
@@ -890,12 +900,14 @@ def path_patch(model, clean: IOIPrompts, corrupted: IOIPrompts, senders: torch.T
 
     freezing = [(name, freeze) for name in z_names]
     if component == "resid":
-        return metric(model.run_with_hooks(clean.tokens, fwd_hooks=freezing))
+        return torch.as_tensor(metric(model.run_with_hooks(clean, fwd_hooks=freezing)))
     if component not in ("q", "k", "v"):
         raise ValueError(f"component must be 'resid', 'q', 'k' or 'v', not {component!r}")
+    if len(receivers) == 0:
+        raise ValueError(f"component {component!r} needs receiver heads, rows of (layer, head)")
     receiver_names = sorted({f"blocks.{layer}.attn.hook_{component}" for layer in receivers[:, 0].tolist()})
     with model.hooks(fwd_hooks=freezing):
-        _, sent = model.run_with_cache(clean.tokens, names_filter=receiver_names)
+        _, sent = model.run_with_cache(clean, names_filter=receiver_names)
     group = model.cfg.n_heads // sent[receiver_names[0]].shape[2]  # query heads per k/v head
 
     def patch_receivers(activation, hook):
@@ -906,7 +918,8 @@ def path_patch(model, clean: IOIPrompts, corrupted: IOIPrompts, senders: torch.T
         activation[:, :, heads] = sent[hook.name][:, :, heads]
         return activation
 
-    return metric(model.run_with_hooks(clean.tokens, fwd_hooks=[(n, patch_receivers) for n in receiver_names]))
+    logits = model.run_with_hooks(clean, fwd_hooks=[(n, patch_receivers) for n in receiver_names])
+    return torch.as_tensor(metric(logits))
     ### END SOLUTION
 
 
@@ -1014,9 +1027,10 @@ def circuit_faithfulness(model, dataset: IOIPrompts, circuit: torch.Tensor) -> t
     run. Returns a 0-dim tensor: mean logit difference with the ablation / without it.
     """
     ### BEGIN SOLUTION
+    circuit = torch.as_tensor(circuit).long().reshape(-1, 2)
     z_names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
     logits, cache = model.run_with_cache(dataset.tokens, names_filter=z_names)
-    outside = torch.ones(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool, device=circuit.device)
+    outside = torch.ones(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool)
     outside[circuit[:, 0], circuit[:, 1]] = False
 
     def ablate(z, hook):
@@ -1025,7 +1039,7 @@ def circuit_faithfulness(model, dataset: IOIPrompts, circuit: torch.Tensor) -> t
         for template in dataset.template.unique():
             same = dataset.template == template
             means[same] = clean_z[same].mean(dim=0)
-        heads = outside[int(hook.name.split(".")[1])]
+        heads = outside[int(hook.name.split(".")[1])].to(z.device)
         z[:, :, heads] = means[:, :, heads]
         return z
 

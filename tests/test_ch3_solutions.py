@@ -94,6 +94,11 @@ def test_run_from_layer_reproduces_the_model_and_fires_later_hooks(course_model)
     with course_model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", lambda x, hook: seen.append(x.shape))]):
         run_from_layer(course_model, cache["resid_pre", 1], 1)
     assert seen == [cache["resid_pre", 1].shape]
+    ends = torch.tensor([3, 5, 0, 7])
+    only_ends = run_from_layer(course_model, cache["resid_pre", 2], 2, positions=ends)
+    rows = torch.arange(4)
+    assert (only_ends[rows, ends] - logits[rows, ends]).abs().max() <= 1e-4
+    assert only_ends.isnan().sum() == only_ends[0].numel() * 4 - 4 * only_ends.shape[-1]
     with pytest.raises(ValueError, match="layer must be in"):
         run_from_layer(course_model, cache["resid_pre", 0], course_model.cfg.n_layers)
 
@@ -132,3 +137,22 @@ def test_path_patching_without_senders_is_the_clean_run_and_with_all_heads_is_no
     everyone = torch.cartesian_prod(torch.arange(smollm2.cfg.n_layers), torch.arange(smollm2.cfg.n_heads))
     # All heads corrupted, straight to the logits: only the MLPs still see clean heads' inputs.
     assert path_patch(smollm2, clean, corrupted, everyone, nobody, "resid", metric).item() < 0.5
+
+
+def test_sweeps_take_token_tensors_and_a_plain_metric(gpt2_test):
+    """Records or bare tokens; PatchingMetric (unembeds the last tokens only) or any function
+    of the logits returning a float (unembeds everything): the same numbers."""
+    clean, corrupted, metric = patching_setup(gpt2_test, 2, seed=6)
+
+    def plain_metric(logits):
+        return float(metric(logits))
+
+    with_records = patch_head_output_sweep(gpt2_test, clean, corrupted, metric, layers=[2, 7])
+    with_tokens = patch_head_output_sweep(gpt2_test, clean.tokens, corrupted.tokens, plain_metric, layers=[2, 7])
+    assert (with_records - with_tokens).abs().max() <= 1e-4
+    senders = [(1, 3), (2, 5)]
+    as_lists = path_patch(gpt2_test, clean.tokens, corrupted.tokens, senders, None, "resid", plain_metric)
+    as_tensors = path_patch(gpt2_test, clean, corrupted, torch.tensor(senders), torch.zeros(0, 2), "resid", metric)
+    assert abs(as_lists.item() - as_tensors.item()) <= 1e-4
+    with pytest.raises(ValueError, match="needs receiver heads"):
+        path_patch(gpt2_test, clean, corrupted, senders, None, "q", metric)
