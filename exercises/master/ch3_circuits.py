@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 
 from autograder import check
 from readheads import load_model, plot_head_scores, show_model, top_heads
-from readheads.ioi import TEMPLATES, IOIPrompts, PatchingMetric, draw_prompts, name_token_ids
+from readheads.ioi import TEMPLATES, IOIPrompts, PatchingMetric, as_tokens, draw_prompts, name_token_ids
 from readheads.patching import patched_runs, run_from_layer
 
 # %%
@@ -324,6 +324,35 @@ print(f"head output sweep ({cfg.n_layers * cfg.n_heads} heads): {time.perf_count
 plot_head_scores(head_sweep, "Patching each head's clean output into the ABC run", cmap="RdBu")
 plt.show()
 print("heads whose output matters most:", top_heads(head_sweep, 6))
+
+# %% [markdown]
+# Where in the prompt does a top head's output matter? Patch it one position at a time, on
+# the one-template prompts: `patched_runs` takes any list of in-place edits.
+
+# %%
+_, aligned_cache = model.run_with_cache(aligned.tokens)
+_, aligned_corrupted_cache = model.run_with_cache(aligned_corrupted.tokens)
+by_position = {}
+for label, _ in top_heads(head_sweep, 4):
+    layer, head = map(int, label.split("."))
+    clean_z = aligned_cache["z", layer]
+
+    def patch_at(p, head=head, clean_z=clean_z):
+        def patch(z):
+            z[:, p, head] = clean_z[:, p, head]
+        return patch
+
+    by_position[label] = patched_runs(model, aligned_corrupted_cache["resid_pre", layer], layer,
+                                      f"blocks.{layer}.attn.hook_z",
+                                      [patch_at(p) for p in range(len(labels))], aligned_metric)
+fig, ax = plt.subplots(figsize=(0.45 * len(labels) + 2, 2.5))
+image = ax.imshow(torch.stack(list(by_position.values())).cpu(), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+ax.set_xticks(range(len(labels)), labels, rotation=90)
+ax.set_yticks(range(len(by_position)), list(by_position))
+ax.set_ylabel("head")
+ax.set_title("Patching one head's output at one position")
+plt.colorbar(image, ax=ax)
+plt.show()
 
 # %% [markdown]
 # A head's output depends on its queries (where it looks from), its keys (where it can look)
