@@ -85,6 +85,18 @@ def test_sweeps_agree_with_transformer_lens_patching(gpt2_test):
     assert (torch.as_tensor(theirs) - ours).abs().max() <= 1e-4
 
 
+def test_key_sweep_agrees_with_transformer_lens_on_the_grouped_query_model(smollm2):
+    """Both count "a head's keys" per key/value head on SmolLM2 (3 columns, not 9)."""
+    from transformer_lens import patching
+
+    clean, corrupted, metric = patching_setup(smollm2, 2, seed=1)
+    _, clean_cache = smollm2.run_with_cache(clean.tokens)
+    theirs = patching.get_act_patch_attn_head_k_all_pos(smollm2, corrupted.tokens, clean_cache, metric)
+    ours = patch_head_input_sweep(smollm2, clean, corrupted, metric, "k")
+    assert ours.shape == (smollm2.cfg.n_layers, smollm2.W_K.shape[1])
+    assert (torch.as_tensor(theirs) - ours).abs().max() <= 1e-4
+
+
 def test_run_from_layer_reproduces_the_model_and_fires_later_hooks(course_model):
     tokens = ioi_dataset(course_model, 4, seed=1).tokens
     logits, cache = course_model.run_with_cache(tokens)
