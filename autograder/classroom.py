@@ -19,7 +19,7 @@ import nbformat
 
 from . import catalog
 from .check import CheckResult
-from .sealed import course_files, grade_answers, hidden_references, notebook_cells
+from .sealed import SECOND_MODELS, course_files, grade_answers, graded_models, hidden_references, notebook_cells
 
 
 def grade_notebook(path: Path, *, hidden_dir: Path, model: str, **options) -> dict[str, CheckResult]:
@@ -36,7 +36,8 @@ def grade_class(notebooks: dict[str, Path], chapter: str, *, jobs: int = 1, log=
     files = course_files(options["hidden_dir"])
     for changed in files.restore():
         log(f"restored {changed}")
-    hidden_references(chapter, options["model"], options["hidden_dir"])  # before any submission runs
+    models = graded_models(options["model"], options.get("second_models", SECOND_MODELS))
+    hidden_references(chapter, models, options["hidden_dir"])  # before any submission runs
     threads = max(1, (os.cpu_count() or 1) // jobs)
 
     def one(item):
@@ -86,7 +87,7 @@ def gradescope_results(results: dict[str, CheckResult], seconds: float) -> dict:
             "tests": tests}
 
 
-def gradescope(root: Path, model: str) -> int:
+def gradescope(root: Path, model: str, second_models=SECOND_MODELS) -> int:
     """Gradescope's run_autograder: grade the notebook in <root>/submission against the
     hidden references shipped in <root>/source, write <root>/results/results.json."""
     start = time.perf_counter()
@@ -98,7 +99,7 @@ def gradescope(root: Path, model: str) -> int:
                                             "submitted: upload the exercise notebook.", "tests": []}))
         return 0
     results = grade_notebook(notebooks[0], hidden_dir=root / "source" / "hidden_references",
-                             model=model)
+                             model=model, second_models=second_models)
     results_path.write_text(json.dumps(gradescope_results(results, time.perf_counter() - start),
                                        indent=1))
     return 0
@@ -109,8 +110,9 @@ def main(argv=None) -> int:
     parser.add_argument("command", choices=["gradescope"])
     parser.add_argument("--root", type=Path, default=Path("/autograder"))
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--second-models", nargs="*", default=list(SECOND_MODELS))
     args = parser.parse_args(argv)
-    return gradescope(args.root, args.model)
+    return gradescope(args.root, args.model, args.second_models)
 
 
 if __name__ == "__main__":

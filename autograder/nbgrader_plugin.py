@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Float, Unicode
+from traitlets import Float, List, Unicode
 
-from .sealed import course_files, grade_answers, notebook_cells, set_verdicts
+from .sealed import SECOND_MODELS, course_files, grade_answers, notebook_cells, set_verdicts
 
 
 class SealedGrading(NbGraderPreprocessor):
@@ -21,6 +21,9 @@ class SealedGrading(NbGraderPreprocessor):
 
     model = Unicode(os.environ.get("COURSE_MODEL", "smollm2-135m"),
                     help="course model to grade on").tag(config=True)
+    second_models = List(Unicode(), default_value=list(SECOND_MODELS),
+                         help="model exercises must also pass these models' hidden cases "
+                         "(sizes unlike the course model's); [] to switch off").tag(config=True)
     references_dir = Unicode("hidden_references", help="the instructor's hidden references "
                              "(python -m autograder build --seed ...)").tag(config=True)
     device = Unicode("", help="cpu or cuda (default: cuda when available)").tag(config=True)
@@ -35,6 +38,7 @@ class SealedGrading(NbGraderPreprocessor):
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         results = grade_answers(cells, exercise_ids, model_name=self.model,
                                 hidden_dir=Path(self.references_dir), device=device,
+                                second_models=self.second_models,
                                 check_timeout=self.check_timeout, cell_timeout=self.cell_timeout,
                                 log=self.log.info)
         set_verdicts(nb, results)

@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from readheads.models import DISPLAY_NAMES
+
 from . import catalog
 from .check import CheckResult
 from .compare import judge
@@ -38,6 +40,9 @@ from .running import Outcome
 PACKAGE_DIRS = [Path(__file__).resolve().parent,
                 Path(__file__).resolve().parent.parent / "readheads"]
 MODEL_LOAD_TIMEOUT = 600.0
+# Model exercises are graded on these too: sizes unlike any course model's (4 layers, 8 query
+# heads in 2 groups of 4), so an answer that hard-codes its notebook model's sizes fails.
+SECOND_MODELS = ("gqa-test",)
 
 
 class GradingError(RuntimeError):
@@ -51,25 +56,36 @@ _pinned: dict[tuple, list[ReferenceSet]] = {}
 _pinning = threading.Lock()
 
 
-def hidden_references(chapter: str, model_name: str | None, directory: Path) -> list[ReferenceSet]:
-    """The instructor's reference sets of `chapter` (pure, and for `model_name`), read once
-    per process, before any submission runs, and kept in memory: nothing written to disk
-    later (a new file included) changes what later submissions are graded against."""
-    key = (directory.resolve(), chapter, model_name)
+def graded_models(model_name: str | None, second_models=SECOND_MODELS) -> tuple[str, ...]:
+    """The models answers are graded on: the notebook's, then the second ones (not twice)."""
+    if model_name is None:
+        return ()
+    return (model_name, *[m for m in second_models if m != model_name])
+
+
+def hidden_references(chapter: str, model_names: tuple[str, ...], directory: Path) -> list[ReferenceSet]:
+    """The instructor's reference sets of `chapter` (pure, and one per model of
+    `model_names`), read once per process, before any submission runs, and kept in memory:
+    nothing written to disk later (a new file included) changes what later submissions are
+    graded against."""
+    key = (directory.resolve(), chapter, tuple(model_names))
     with _pinning:
         if key not in _pinned:
             found = []
             for path in sorted((directory / chapter).glob("*.safetensors")):
                 refs = ReferenceSet.load(path)
                 model = refs.sources.get("model")
-                if model is None or (model_name is not None and model["name"] == model_name):
+                if model is None or model["name"] in model_names:
                     found.append(refs)
             needs_model = any(e.needs for e in catalog.exercises(chapter))
-            if not found or (needs_model and not any(r.sources.get("model") for r in found)):
+            built = {r.sources["model"]["name"] for r in found if r.sources.get("model")}
+            if not found or (needs_model and built != set(model_names)):
                 raise GradingError(
-                    f"No hidden references for {chapter} and model {model_name} in {directory}. "
-                    f"Build them once, with a seed only you know: python -m autograder build "
-                    f"--model {model_name or 'smollm2-135m'} --seed SEED --out {directory}")
+                    f"No hidden references for {chapter} and the models "
+                    f"{', '.join(sorted(set(model_names) - built))} in {directory}. Build them "
+                    f"once, with a seed only you know: python -m autograder build "
+                    f"{' '.join('--model ' + m for m in model_names or ('smollm2-135m',))} "
+                    f"--seed SEED --out {directory}")
             _pinned[key] = found
     return _pinned[key]
 
@@ -129,40 +145,48 @@ def course_files(hidden_dir: Path) -> CourseFiles:
 
 
 def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str | None,
-                  hidden_dir: Path, device: str = "cpu", check_timeout: float = 120.0,
-                  cell_timeout: float = 60.0, threads: int | None = None,
-                  log=print) -> dict[str, CheckResult]:
+                  hidden_dir: Path, second_models=SECOND_MODELS, device: str = "cpu",
+                  check_timeout: float = 120.0, cell_timeout: float = 60.0,
+                  threads: int | None = None, log=print) -> dict[str, CheckResult]:
     """Grade one notebook's answers in a sealed worker.
 
     cells: the student's code, in notebook order: {"source", "kind": "answer" | "added"}
         ("added": only its imports and function/class definitions run). The chapter's
         set-up code (from the course's index, never from the notebook) runs first.
+    second_models: model exercises pass only if they also pass these models' hidden cases.
     threads: CPU threads for the worker's torch (default: all); split the cores between
         workers that run side by side.
     Returns a result per exercise; raises GradingError for problems of the grading machine.
     """
     chapters = {catalog.find(i).chapter for i in exercise_ids}
+    needs_model = any(catalog.find(i).needs for i in exercise_ids)
+    model_names = graded_models(model_name, second_models) if needs_model else ()
     sets = [s for chapter in sorted(chapters)
-            for s in hidden_references(chapter, model_name, hidden_dir)]
-    exercises = {i: e for s in sets for i, e in s.exercises.items() if i in exercise_ids}
-    missing = set(exercise_ids) - set(exercises)
+            for s in hidden_references(chapter, model_names, hidden_dir)]
+    parts = {}  # exercise id -> [(index of its reference set, its references, model name)]
+    for n, refs in enumerate(sets):
+        for exercise_id, exercise in refs.exercises.items():
+            if exercise_id in exercise_ids:
+                parts.setdefault(exercise_id, []).append((n, exercise, _model_of(refs)))
+    missing = set(exercise_ids) - set(parts)
     if missing:
         raise GradingError(f"The hidden references in {hidden_dir} lack {sorted(missing)}: "
                            "rebuild them with the current course")
-    model_key = next((s.key for s in sets if s.sources.get("model")), None)
+    models = [{"name": m, "key": next(s.key for s in sets if _model_of(s) == m)} for m in model_names]
     cells = [{"source": catalog.setup_code(c), "kind": "setup"} for c in sorted(chapters)] + cells
     results: dict[str, CheckResult] = {}
     with tempfile.TemporaryDirectory(prefix="sealed-") as scratch:
         scratch = Path(scratch)
         course_files(hidden_dir).write_packages(scratch / "packages")
-        cases = [str(s.without_answers().save(scratch / "cases" / str(n))) for n, s in enumerate(sets)]
+        cases = [{"path": str(s.without_answers().save(scratch / "cases" / str(n))),
+                  "model": _model_of(s)} for n, s in enumerate(sets)]
         (scratch / "results").mkdir()
         remaining, skipped = list(exercise_ids), {}  # cell index -> what it did
         for _attempt in range(len(cells) + len(exercise_ids) + 2):
             if not remaining:
                 break
-            plan = {"model": model_name if model_key else None, "model_key": model_key,
-                    "device": device, "cases": cases, "results": str(scratch / "results"),
+            plan = {"models": models, "device": device, "cases": cases,
+                    "results": str(scratch / "results"),
                     "threads": threads or torch.get_num_threads(),
                     "cell_timeout": cell_timeout, "exercises": remaining,
                     "cells": [dict(c, index=i) for i, c in enumerate(cells) if i not in skipped],
@@ -183,11 +207,14 @@ def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str
                     "exercise ran (sys.exit, os._exit or a crash end the grading of an exercise)"))
             done = [i for i in remaining if (scratch / "results" / f"{i}.json").is_file()]
             for exercise_id in done:
-                results[exercise_id] = _judge(exercise_id, exercises[exercise_id], scratch, device)
+                results[exercise_id] = _judge(exercise_id, parts[exercise_id], scratch, device,
+                                              model_name)
             remaining = [i for i in remaining if i not in results]
             if state.kind == "model-mismatch":
-                raise GradingError(f"The model {model_name} on this machine has other weights "
-                                   f"[{state.how}] than the hidden references [{model_key}]")
+                name, _, key = state.how.partition(" ")
+                expected = next(m["key"] for m in models if m["name"] == name)
+                raise GradingError(f"The model {name} on this machine has other weights "
+                                   f"[{key}] than the hidden references [{expected}]")
             if state.kind == "load":
                 raise GradingError(f"The grading worker failed before running any code of the "
                                    f"notebook: {state.how}")
@@ -195,6 +222,11 @@ def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str
         results.setdefault(exercise_id, CheckResult(exercise_id, False, f"{exercise_id} was not "
                                                     "graded: the notebook's code kept stopping the grader"))
     return results
+
+
+def _model_of(refs: ReferenceSet) -> str | None:
+    """The name of the model a reference set was built on (None: pure)."""
+    return refs.sources["model"]["name"] if refs.sources.get("model") else None
 
 
 class _State:
@@ -260,29 +292,38 @@ def _kill(worker: subprocess.Popen) -> None:
         worker.wait()
 
 
-def _judge(exercise_id: str, exercise, scratch: Path, device: str) -> CheckResult:
+def _judge(exercise_id: str, parts: list, scratch: Path, device: str, model_name: str | None) -> CheckResult:
     record = json.loads((scratch / "results" / f"{exercise_id}.json").read_text())
     tensors = load_file(str(scratch / "results" / f"{exercise_id}.safetensors"))
-    for index, case in enumerate(exercise.cases):
-        entry = record.get(str(index), {"kind": "error", "message": "no answer was recorded"})
-        case_device = device if any(a.kind == "model" for a in case.arguments.values()) else "cpu"
-        problem = _device_problem(entry, case_device) or judge(
-            _outcome(entry, index, tensors), exercise, case, "cpu")
-        if problem:
-            return CheckResult(exercise_id, False, f"{exercise_id} failed the hidden test: {problem}")
-    return CheckResult(exercise_id, True, f"✔ {exercise_id} passed ({len(exercise.cases)} hidden "
-                                          "cases, graded by the sealed grader)")
+    for n, exercise, model in parts:
+        for index, case in enumerate(exercise.cases):
+            label = f"{n}/{index}"
+            entry = record.get(label, {"kind": "error", "message": "no answer was recorded"})
+            case_device = device if any(a.kind == "model" for a in case.arguments.values()) else "cpu"
+            problem = _device_problem(entry, case_device) or judge(
+                _outcome(entry, label, tensors), exercise, case, "cpu")
+            if problem and model not in (None, model_name):
+                problem = (f"on the grader's second model {model} ({DISPLAY_NAMES[model]}): "
+                           f"{problem}. Your function must work for any model: read sizes "
+                           "(layers, heads, key/value heads) from the model or the tensors, and "
+                           "use the model it is given, not a global one")
+            if problem:
+                return CheckResult(exercise_id, False, f"{exercise_id} failed the hidden test: {problem}")
+    n_cases = sum(len(exercise.cases) for _, exercise, _ in parts)
+    on = f" on {len(parts)} models" if sum(m is not None for _, _, m in parts) > 1 else ""
+    return CheckResult(exercise_id, True, f"✔ {exercise_id} passed ({n_cases} hidden cases{on}, "
+                                          "graded by the sealed grader)")
 
 
-def _outcome(entry: dict, index: int, tensors: dict) -> Outcome:
+def _outcome(entry: dict, label: str, tensors: dict) -> Outcome:
     side_effect = entry.get("side_effect")
     kind = entry["kind"]
     if kind == "error":
         return Outcome(error=entry["message"], side_effect=side_effect)
     if kind == "tensor":
-        answer = tensors.get(f"{index}/0", _Named("complex tensor"))
+        answer = tensors.get(f"{label}/0", _Named("complex tensor"))
     elif kind == "tuple":
-        parts = [tensors.get(f"{index}/{i}", _Named("complex tensor")) for i in range(len(entry["parts"]))]
+        parts = [tensors.get(f"{label}/{i}", _Named("complex tensor")) for i in range(len(entry["parts"]))]
         answer = tuple(parts) if entry["type"] == "tuple" else parts
     elif kind == "none":
         answer = None

@@ -1,9 +1,11 @@
 """The sealed grader's worker: runs one student's code and records its answers, nothing more.
 
 Started by `autograder.sealed` with ``python -I`` in a scratch folder, importing the course
-from a private copy (argv: that copy's folder, the plan). It loads the model, then executes the notebook's set-up cells, the student's answer
-cells and the definitions (imports, functions, classes) of cells the student added, then
-calls each exercise's function on the grader's cases and saves what came back. It never sees
+from a private copy (argv: that copy's folder, the plan). It loads the models (the
+notebook's, then the grader's second ones), executes the notebook's set-up cells, the
+student's answer cells and the definitions (imports, functions, classes) of cells the student
+added, then calls each exercise's function on the grader's cases, each model exercise on
+every model, and saves what came back. It never sees
 expected answers (the grader keeps those) and cannot import the solutions. Progress goes to
 the grader as lines on the original standard output; the student's prints go to stderr.
 """
@@ -55,16 +57,15 @@ def main(plan_path: str) -> int:
     def say(*words):
         progress.write(" ".join(str(w) for w in words) + "\n")
 
-    model = None
-    if plan["model"]:
-        model = load_model(plan["model"], device=plan["device"], quiet=True)
-        if model.course_info.key != plan["model_key"]:
-            say("model-mismatch", model.course_info.key)
+    models = {}
+    for spec in plan["models"]:  # the notebook's model first, then the grader's second ones
+        models[spec["name"]] = load_model(spec["name"], device=plan["device"], quiet=True)
+        if models[spec["name"]].course_info.key != spec["key"]:
+            say("model-mismatch", spec["name"], models[spec["name"]].course_info.key)
             return 3
-    cases = {}
-    for path in plan["cases"]:
-        cases.update(ReferenceSet.load(Path(path)).exercises)
-    namespace = {"__name__": "__main__", "model": model, "MODEL": plan["model"]}
+    main_model = plan["models"][0]["name"] if plan["models"] else None
+    case_sets = [(ReferenceSet.load(Path(c["path"])).exercises, c["model"]) for c in plan["cases"]]
+    namespace = {"__name__": "__main__", "model": models.get(main_model), "MODEL": main_model}
     signal.signal(signal.SIGALRM, _on_alarm)
     errors = [f"{_label(cell)} was left out: it {cell['skipped']}" for cell in plan["skipped"]]
     for index, cell in enumerate(plan["cells"]):
@@ -79,17 +80,22 @@ def main(plan_path: str) -> int:
         function = namespace.get(exercise_id)
         record = {}
         answers = {}
-        for index, case in enumerate(cases[exercise_id].cases):
-            if not callable(function):
-                raised = f" (your cells raised: {'; '.join(errors)[:500]})" if errors else ""
-                record[index] = {"kind": "error", "message": f"no function called `{exercise_id}` "
-                                 f"is defined in your notebook{raised}"}
+        for n, (exercises, model_name) in enumerate(case_sets):
+            if exercise_id not in exercises:
                 continue
-            outcome = run_case(function, case, model, caches={})
-            record[index] = _describe(outcome, index, answers, torch)
-            if outcome.side_effect and "weights" in outcome.side_effect:
-                model = namespace["model"] = load_model(plan["model"], device=plan["device"],
-                                                        quiet=True)
+            for index, case in enumerate(exercises[exercise_id].cases):
+                label = f"{n}/{index}"
+                if not callable(function):
+                    raised = f" (your cells raised: {'; '.join(errors)[:500]})" if errors else ""
+                    record[label] = {"kind": "error", "message": f"no function called "
+                                     f"`{exercise_id}` is defined in your notebook{raised}"}
+                    continue
+                outcome = run_case(function, case, models.get(model_name), caches={})
+                record[label] = _describe(outcome, label, answers, torch)
+                if outcome.side_effect and "weights" in outcome.side_effect:
+                    models[model_name] = load_model(model_name, device=plan["device"], quiet=True)
+                    if model_name == main_model:
+                        namespace["model"] = models[model_name]
         from safetensors.torch import save_file
 
         save_file(answers, str(results / f"{exercise_id}.safetensors"))
@@ -133,7 +139,7 @@ def _run_cell(cell: dict, namespace: dict, timeout: float) -> str | None:
     return None
 
 
-def _describe(outcome, index: int, answers: dict, torch) -> dict:
+def _describe(outcome, label: str, answers: dict, torch) -> dict:
     """What the function gave, as JSON; its tensors go into `answers`."""
     if outcome.error:
         return {"kind": "error", "message": outcome.error, "side_effect": outcome.side_effect}
@@ -141,10 +147,10 @@ def _describe(outcome, index: int, answers: dict, torch) -> dict:
     parts = list(answer) if isinstance(answer, (tuple, list)) else None
     record = {"side_effect": outcome.side_effect}
     if isinstance(answer, torch.Tensor):
-        record.update(kind="tensor", **_store(answer, f"{index}/0", answers, torch))
+        record.update(kind="tensor", **_store(answer, f"{label}/0", answers, torch))
     elif parts is not None and parts and all(isinstance(p, torch.Tensor) for p in parts):
         record.update(kind="tuple", type=type(answer).__name__,
-                      parts=[_store(p, f"{index}/{i}", answers, torch) for i, p in enumerate(parts)])
+                      parts=[_store(p, f"{label}/{i}", answers, torch) for i, p in enumerate(parts)])
     elif answer is None:
         record.update(kind="none")
     else:

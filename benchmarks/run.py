@@ -90,8 +90,8 @@ def bench_grading():
         nbgrader = [sys.executable, "-m", "nbgrader"]
         timed_run(nbgrader + ["generate_assignment", chapter], cwd=course, env=env)
         timed_run([sys.executable, "-m", "autograder", "build", "--model", "smollm2-135m",
-                   "--seed", "1", "--chapter", chapter, "--out", str(course / "hidden_references")],
-                  env=env)
+                   "--model", "gqa-test", "--seed", "1", "--chapter", chapter,
+                   "--out", str(course / "hidden_references")], env=env)
         students = [f"student{i}" for i in range(6)]
         for student in students:
             submitted = course / "submitted" / student / chapter

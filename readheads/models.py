@@ -12,6 +12,9 @@ LayerNorm folded into the following weights, weights centred):
 - ``gpt2-attention`` ``gpt2-test`` with GPT-2 small's *real* attention weights and LayerNorms
                    loaded over it (a file of those alone): real QK/OV circuits and
                    composition scores, meaningless outputs.
+- ``gqa-test``     a small Llama-family model with SmolLM2's tokenizer and random (seeded)
+                   weights, 4 layers of 8 query heads sharing 2 key/value heads: the sealed
+                   grader's second model, which catches answers that fit only one model's sizes.
 
 Pick one per run with ``load_model(name)``, or the ``COURSE_MODEL`` environment variable.
 ``auto`` tries GPT-2 small and falls back to the offline model, loudly.
@@ -46,6 +49,8 @@ DISPLAY_NAMES = {
     "gpt2-test": "GPT-2 small architecture with RANDOM weights (test model: outputs are meaningless)",
     "gpt2-attention": "GPT-2 small's REAL attention weights, RANDOM embeddings and MLPs "
                       "(for weight-only analyses: outputs are meaningless)",
+    "gqa-test": "small Llama-family model with RANDOM weights, 4 layers of 8 query heads over "
+                "2 key/value heads: the grader's test model, outputs are meaningless",
 }
 MODEL_NAMES = tuple(DISPLAY_NAMES)
 
@@ -106,6 +111,7 @@ def load_model(name: str | None = None, device: str | None = None, *, quiet: boo
         "smollm2-135m": _smollm2_checkpoint,
         "gpt2-test": _gpt2_test_checkpoint,
         "gpt2-attention": _gpt2_attention_checkpoint,
+        "gqa-test": _gqa_test_checkpoint,
     }[name]()
     from transformers import AutoModelForCausalLM
 
@@ -281,3 +287,28 @@ def _gpt2_attention_checkpoint() -> tuple[str, str]:
             raise ModelUnavailableError(f"{weights} does not hold GPT-2 small's attention weights")
         _save_atomically(target, model, AutoTokenizer.from_pretrained(base))
     return str(target), f"{weights.name} over random GPT-2 weights"
+
+
+# --- The grouped-query test model: SmolLM2's tokenizer, other sizes, random weights -------
+
+GQA_TEST_SIZES = dict(num_hidden_layers=4, hidden_size=128, intermediate_size=320,
+                      num_attention_heads=8, num_key_value_heads=2, head_dim=16)
+
+
+def _gqa_test_checkpoint() -> tuple[str, str]:
+    """A Llama-family model sized unlike SmolLM2 (4 layers, 8 query heads in 2 groups of 4),
+    so that an answer which hard-codes SmolLM2's sizes (30 layers, 9 heads in 3 groups of 3)
+    fails on it. Built from the offline model's tokenizer and config, weights seeded."""
+    base, _ = _smollm2_checkpoint()
+    sizes = "-".join(str(v) for v in GQA_TEST_SIZES.values())
+    target = cache_dir() / "models" / f"gqa-test-uniform-seed0-{sizes}-on-{Path(base).name}-torch{torch.__version__}"
+    if not (target / "config.json").is_file():
+        from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+
+        config = AutoConfig.from_pretrained(base)
+        for field, value in GQA_TEST_SIZES.items():
+            setattr(config, field, value)
+        model = LlamaForCausalLM(config)
+        _randomise_portably(model, seed=0, std=0.02)
+        _save_atomically(target, model, AutoTokenizer.from_pretrained(base))
+    return str(target), "SmolLM2's tokenizer and config at other sizes, random weights (uniform, seed 0)"

@@ -36,8 +36,8 @@ def autograder(*args, cwd=ROOT):
 @pytest.fixture(scope="module")
 def hidden(tmp_path_factory, smollm2):
     folder = tmp_path_factory.mktemp("instructor") / "hidden_references"
-    autograder("build", "--model", "smollm2-135m", "--seed", str(SEED), "--chapter", CHAPTER,
-               "--out", str(folder))
+    autograder("build", "--model", "smollm2-135m", "--model", "gqa-test", "--seed", str(SEED),
+               "--chapter", CHAPTER, "--out", str(folder))
     return folder
 
 

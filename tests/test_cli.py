@@ -75,3 +75,13 @@ def test_readme_commands_are_accepted_by_the_cli():
     assert any(a.startswith("grade ") for a in found) and any(a.startswith("gradescope ") for a in found)
     for arguments in found:
         cli.parser().parse_args(shlex.split(arguments))
+
+
+def test_missing_hidden_references_message_names_a_command_that_builds_them(tmp_path):
+    from autograder.sealed import GradingError, graded_models, hidden_references
+
+    with pytest.raises(GradingError) as error:
+        hidden_references("ch1_attention", graded_models("smollm2-135m"), tmp_path)
+    arguments = commands_in(f"`{error.value}`")[0].replace("SEED", "918273")  # the instructor's
+    args = cli.parser().parse_args(shlex.split(arguments))
+    assert args.model == ["smollm2-135m", "gqa-test"] and args.seed == 918273

@@ -1,5 +1,6 @@
 """Model loading: the GPT-2 small code path offline (real tokenizer and config, random
-weights), the offline model, choosing a model, and failing fast without the Hub."""
+weights), the offline model, the grader's second model, choosing a model, and failing fast
+without the Hub."""
 
 import json
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from readheads.models import MODEL_ENV_VAR, resolve_model_name
+from readheads.models import MODEL_ENV_VAR, _smollm2_checkpoint, load_model, resolve_model_name
 
 from .conftest import ROOT
 
@@ -123,3 +124,23 @@ def test_gpt2_small_loads_by_name_and_builds_references_on_first_use(gpt2_test, 
     assert result.stdout.count("passed (visible case; references: gpt2-small-") == 2
     assert str(built) in result.stdout
     assert len(list(built.glob("gpt2-small-*.safetensors"))) == 1
+
+
+def test_grader_second_model_has_other_sizes_and_the_same_weights_on_every_vector_path(smollm2, tmp_path):
+    """gqa-test groups its query heads unlike SmolLM2 (so hard-coded groups fail on it), and
+    its fingerprint, which picks the hidden references, must not depend on how a CPU rounds."""
+    model = load_model("gqa-test", device="cpu", quiet=True)
+    cfg = model.cfg
+    assert (cfg.n_layers, cfg.n_heads, cfg.n_key_value_heads) == (4, 8, 2)
+    assert cfg.n_heads // cfg.n_key_value_heads not in (1, smollm2.cfg.n_key_value_heads,
+                                                        cfg.n_key_value_heads)
+    assert model.to_tokens("Hi").tolist() == smollm2.to_tokens("Hi").tolist()
+    base = Path(_smollm2_checkpoint()[0])  # reuse the converted offline model, rebuild the rest
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / base.name).symlink_to(base)
+    code = ("from readheads import load_model; "
+            "print(load_model('gqa-test', device='cpu', quiet=True).course_info.key)")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "COURSE_CACHE_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert run.stdout.strip().splitlines()[-1] == model.course_info.key

@@ -70,8 +70,8 @@ def make_course(tmp_path_factory, chapter, submissions_for, limits=""):
     (course / "nbgrader_config.py").write_text(config)
     shutil.copytree(ROOT / "exercises" / "source" / chapter, course / "source" / chapter)
     run(course, "generate_assignment", chapter)
-    run(course, "build", "--model", "smollm2-135m", "--seed", str(SEED), "--chapter", chapter,
-        "--out", str(course / "hidden_references"), module="autograder")
+    run(course, "build", "--model", "smollm2-135m", "--model", "gqa-test", "--seed", str(SEED),
+        "--chapter", chapter, "--out", str(course / "hidden_references"), module="autograder")
     source = nbformat.read(course / "source" / chapter / notebook_name, as_version=4)
     release = nbformat.read(course / "release" / chapter / notebook_name, as_version=4)
     for student, notebook in submissions_for(source, release).items():

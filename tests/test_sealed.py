@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from autograder.authoring import registry
+from autograder.check import verify
 
 from .conftest import ROOT
 from .test_nbgrader import LIMITS, answer_cells, feedback, make_course, solution_source
@@ -138,6 +139,19 @@ def nora_sources():
     return sources
 
 
+def sam_sources():
+    """Correct answers, except that layer_attention_output shares key/value heads by SmolLM2's
+    sizes (9 query heads over 3 key/value heads: groups of 3) instead of the model's."""
+    sources = {e.id: solution_source(e.id) for e in registry.exercises(CHAPTER)}
+    fitted = sources["layer_attention_output"].replace("expand_kv_heads(k, n_heads)",
+                                                       "k.repeat_interleave(3, dim=2)")
+    sources["layer_attention_output"] = fitted.replace(
+        'expand_kv_heads(cache[f"{hooks}.hook_v"], n_heads)',
+        'cache[f"{hooks}.hook_v"].repeat_interleave(3, dim=2)')
+    assert "expand_kv_heads" not in sources["layer_attention_output"]
+    return sources
+
+
 ADDED_CELL = ("def repeat_each(kv, times):\n    return kv.repeat_interleave(times, dim=2)\n\n"
               "model = None\n")
 
@@ -161,6 +175,7 @@ def corpus(tmp_path_factory, smollm2):
         return {"mallory": filled(release, mallory_sources()),
                 "nora": filled(release, nora_sources(), ADDED_CELL),
                 "oscar": filled(release, oscar_sources()),
+                "sam": filled(release, sam_sources()),
                 "zed": source}  # graded after the others
 
     try:
@@ -180,6 +195,20 @@ def test_each_attack_costs_only_its_own_exercise(corpus):
     assert corpus["scores"]["nora"] == total - 1  # head_type_scores' cell ended the process
     assert corpus["scores"]["oscar"] == total - 2  # the hook and the weights
     assert "left out: it ended the process" in feedback(corpus, "nora")
+
+
+def test_an_answer_that_fits_only_the_notebook_model_fails_on_the_second_model(corpus, smollm2):
+    import solutions.ch1_attention
+
+    namespace = dict(vars(solutions.ch1_attention))  # the earlier answers it calls
+    exec(sam_sources()["layer_attention_output"], namespace)
+    # On SmolLM2 alone (committed hidden cases) the hard-coded grouping passes...
+    assert "passed" in verify("layer_attention_output", function=namespace["layer_attention_output"],
+                              model=smollm2, hidden=True)
+    # ...but the sealed grader also grades it on gqa-test (8 query heads over 2 key/value heads).
+    total = sum(e.points for e in registry.exercises(CHAPTER))
+    assert corpus["scores"]["sam"] == total - 1
+    assert "second model gqa-test" in feedback(corpus, "sam")
 
 
 def test_a_correct_submission_after_a_saboteur_keeps_full_marks(corpus):

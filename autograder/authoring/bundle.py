@@ -10,6 +10,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ..sealed import SECOND_MODELS, GradingError, graded_models, hidden_references
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SETUP = """#!/usr/bin/env bash
@@ -28,16 +30,19 @@ set -euo pipefail
 root="${{AUTOGRADER_ROOT:-/autograder}}"
 cd "$root/source"
 export PYTHONPATH="$root/source/course${{PYTHONPATH:+:$PYTHONPATH}}"
-exec python3 -m autograder.classroom gradescope --root "$root" --model {model}
+exec python3 -m autograder.classroom gradescope --root "$root" --model {model} --second-models {second}
 """
 
 
-def make_bundle(out: Path, chapter: str, model: str, hidden_dir: Path) -> Path:
-    """Write the zip; the hidden references of `chapter` must exist in `hidden_dir`."""
+def make_bundle(out: Path, chapter: str, model: str, hidden_dir: Path,
+                second_models=SECOND_MODELS) -> Path:
+    """Write the zip; the hidden references of `chapter` (for `model` and the second
+    models) must exist in `hidden_dir`."""
+    try:
+        hidden_references(chapter, graded_models(model, second_models), hidden_dir)
+    except GradingError as error:
+        raise SystemExit(str(error)) from None
     hidden = sorted((hidden_dir / chapter).glob("*"))
-    if not hidden:
-        raise SystemExit(f"No hidden references for {chapter} in {hidden_dir}: build them with "
-                         f"python -m autograder build --model {model} --seed SEED --out {hidden_dir}")
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch)
         course = source / "course"
@@ -50,7 +55,7 @@ def make_bundle(out: Path, chapter: str, model: str, hidden_dir: Path) -> Path:
             (source / "hidden_references" / chapter).mkdir(parents=True, exist_ok=True)
             shutil.copy(path, source / "hidden_references" / chapter / path.name)
         (source / "setup.sh").write_text(SETUP)
-        (source / "run_autograder").write_text(RUN.format(model=model))
+        (source / "run_autograder").write_text(RUN.format(model=model, second=" ".join(second_models)))
         out.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(source.rglob("*")):

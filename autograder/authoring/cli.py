@@ -8,7 +8,8 @@
     python -m autograder verify            fail if anything generated is out of sync
     python -m autograder grade SUBMITTED --assignment A --hidden DIR [--jobs N]
                                            grade a class with the sealed grader: nbgrader's
-                                           SUBMITTED/<student>/A/*.ipynb -> a gradebook CSV
+                                           SUBMITTED/<student>/A/*.ipynb -> a gradebook CSV;
+                                           model exercises also on --second-models (gqa-test)
     python -m autograder gradescope --assignment A --hidden DIR --out autograder.zip
                                            a Gradescope autograder bundle for assignment A
 """
@@ -21,6 +22,7 @@ import shutil
 from pathlib import Path
 
 from .. import references
+from ..sealed import SECOND_MODELS
 from . import notebooks, registry
 from .build import build
 from .sync import references_out_of_sync
@@ -91,6 +93,9 @@ def _grader_options(command) -> None:
     command.add_argument("--hidden", type=Path, required=True,
                          help="the hidden references (python -m autograder build --seed ...)")
     command.add_argument("--model", default="smollm2-135m")
+    command.add_argument("--second-models", nargs="*", default=list(SECOND_MODELS), metavar="M",
+                         help="model exercises must also pass these models' hidden cases "
+                              f"(default: {' '.join(SECOND_MODELS)}; none: give the flag alone)")
 
 
 def main(argv=None) -> int:
@@ -110,14 +115,15 @@ def main(argv=None) -> int:
             raise SystemExit(f"No notebooks in {args.submitted}/<student>/{args.assignment}/")
         grades = grade_class(notebooks_found, args.assignment, jobs=args.jobs,
                              hidden_dir=args.hidden, model=args.model,
-                             check_timeout=args.check_timeout)
+                             second_models=args.second_models, check_timeout=args.check_timeout)
         write_gradebook(grades, args.out)
         print(f"wrote {args.out} ({len(grades)} students)")
         return 0
     if args.command == "gradescope":
         from .bundle import make_bundle
 
-        print("wrote", make_bundle(args.out, args.assignment, args.model, args.hidden))
+        print("wrote", make_bundle(args.out, args.assignment, args.model, args.hidden,
+                                  args.second_models))
         return 0
     if args.command == "build":
         if args.seed is not None and args.out is None:
