@@ -3,7 +3,10 @@
 A patching sweep re-runs the model hundreds of times, and every run that patches layer l
 recomputes layers 0 .. l-1 exactly as the cached run did. `run_from_layer` skips them: it
 feeds a residual stream (e.g. ``cache["resid_pre", l]``) to block l and runs the rest. Hooks
-on the later blocks fire as in a full run, so it combines with ``model.hooks(...)``.
+on the later blocks fire as in a full run, so it combines with ``model.hooks(...)``. Likewise
+a run that patches position p computes positions before p exactly as the unpatched run did:
+`patch_positions` computes only the positions from the first patched one on
+(`EarlierPositions`).
 
 (TransformerBridge's own ``start_at_layer`` swaps the residual in at block l but still runs
 blocks 0 .. l-1, so it saves no time.)
@@ -14,30 +17,144 @@ from __future__ import annotations
 import torch
 
 
-def run_from_layer(model, resid: torch.Tensor, layer: int, positions: torch.Tensor | None = None) -> torch.Tensor:
+def run_from_layer(model, resid: torch.Tensor, layer: int, positions: torch.Tensor | None = None,
+                   earlier: EarlierPositions | None = None) -> torch.Tensor:
     """Logits [batch, pos, vocab] of running blocks `layer` .. n_layers-1, the final norm and
     the unembedding on `resid` [batch, pos, d_model], the residual stream entering `layer`.
 
     positions: if given ([batch] ints), unembed only position positions[b] of row b (the
-    unembedding is a large share of a run from a late layer); the other logits are NaN, so
-    reading them by mistake shows.
+        unembedding is a large share of a run from a late layer); the other logits are NaN,
+        so reading them by mistake shows.
+    earlier: the keys and values of positions 0 .. s-1 from another run (`EarlierPositions`);
+        `resid` then holds positions s.. only, which attend to those instead of recomputed
+        ones. Positions count from 0 all the same: logits of positions before s are NaN.
     """
     if resid.ndim != 3 or resid.shape[-1] != model.cfg.d_model:
         raise ValueError(f"resid must be [batch, pos, d_model={model.cfg.d_model}], got {tuple(resid.shape)}")
     if not 0 <= layer < model.cfg.n_layers:
         raise ValueError(f"layer must be in 0 .. {model.cfg.n_layers - 1}, got {layer}")
-    args, kwargs = _block_inputs(model, resid.shape[1], resid.device)
+    start = earlier.start if earlier is not None else 0
+    args, kwargs = _block_inputs(model, start + resid.shape[1], resid.device)
+    if earlier is not None:
+        kwargs = earlier.block_kwargs(kwargs, rows=resid.shape[0])
     for block in model.blocks[layer:]:
         out = block(resid, *args, **kwargs)
         resid = out[0] if isinstance(out, tuple) else out
-    if positions is None:
+    if positions is None and start == 0:
         return model.unembed(model.ln_final(resid))
     rows = torch.arange(resid.shape[0], device=resid.device)
-    positions = positions.to(resid.device)
-    read = model.unembed(model.ln_final(resid[rows, positions][:, None]))[:, 0]
-    logits = read.new_full((*resid.shape[:2], read.shape[-1]), float("nan"))
-    logits[rows, positions] = read
+    positions = (torch.arange(start, start + resid.shape[1], device=resid.device)[None].expand(len(rows), -1)
+                 if positions is None else positions.to(resid.device)[:, None])
+    if (positions < start).any():
+        raise ValueError(f"positions before {start} are not computed in a run that starts there")
+    read = model.unembed(model.ln_final(resid[rows[:, None], positions - start]))
+    logits = read.new_full((len(rows), start + resid.shape[1], read.shape[-1]), float("nan"))
+    logits[rows[:, None], positions] = read
     return logits
+
+
+class EarlierPositions:
+    """The keys and values every layer computed for the first `start` positions of one run,
+    for runs that change nothing before `start`: in a causal model those positions stay
+    exactly as they were, in every layer, so such a run computes positions start.. only and
+    attends to these (`run_from_layer(..., earlier=...)`).
+
+    Record them with `record_earlier_positions`. They reach each attention layer as a key/value
+    cache (TransformerLens's bridge reads one passed as ``layer_past``), whose ``update``
+    puts them before the layer's own keys and values.
+    """
+
+    def __init__(self, by_layer: dict, start: int):
+        self.by_layer, self.start = by_layer, start
+
+    def starting_at(self, start: int) -> EarlierPositions:
+        """The same run, for runs that change nothing before `start` (≤ the recorded length)."""
+        return EarlierPositions(self.by_layer, start)
+
+    def block_kwargs(self, kwargs: dict, rows: int) -> dict:
+        """What a block gets for positions start.. of `rows` runs (a multiple of the batch)."""
+        kwargs = dict(kwargs, layer_past=_Prepend(self.by_layer, self.start, rows))
+        if kwargs.get("position_embeddings") is not None:  # rotary: cos and sin by position
+            kwargs["position_embeddings"] = tuple(t[:, self.start:] for t in kwargs["position_embeddings"])
+        if kwargs.get("position_ids") is not None:
+            kwargs["position_ids"] = kwargs["position_ids"][:, self.start:]
+        return kwargs  # the causal mask stays whole: the attention takes the rows it needs
+
+
+class _Record:
+    """A stand-in key/value cache that keeps what each layer computed and changes nothing."""
+
+    def __init__(self):
+        self.by_layer = {}
+
+    def update(self, keys, values, layer, *args, **kwargs):
+        self.by_layer[layer] = (keys, values)
+        return keys, values
+
+
+class _Prepend:
+    """A stand-in key/value cache that puts recorded keys and values (of positions before
+    `start`, repeated for stacked runs) before each layer's own."""
+
+    def __init__(self, by_layer: dict, start: int, rows: int):
+        self.by_layer, self.start, self.rows = by_layer, start, rows
+
+    def update(self, keys, values, layer, *args, **kwargs):
+        recorded_keys, recorded_values = self.by_layer[layer]
+        repeats = self.rows // recorded_keys.shape[0]
+        return (torch.cat([recorded_keys[..., :self.start, :].repeat(repeats, 1, 1, 1), keys], dim=-2),
+                torch.cat([recorded_values[..., :self.start, :].repeat(repeats, 1, 1, 1), values], dim=-2))
+
+
+def record_earlier_positions(model, resid: torch.Tensor, layer: int = 0) -> EarlierPositions:
+    """Run blocks `layer`.. on `resid` [batch, pos, d_model] and keep every layer's keys and
+    values (for all positions: pick the start with ``.starting_at(s)``)."""
+    record = _Record()
+    args, kwargs = _block_inputs(model, resid.shape[1], resid.device)
+    kwargs = dict(kwargs, layer_past=record)
+    for block in model.blocks[layer:]:
+        out = block(resid, *args, **kwargs)
+        resid = out[0] if isinstance(out, tuple) else out
+    if len(record.by_layer) != model.cfg.n_layers - layer:
+        raise RuntimeError("the attention layers did not hand over their keys and values "
+                           "(this TransformerLens version ignores `layer_past`): start at 0")
+    return EarlierPositions(record.by_layer, resid.shape[1])
+
+
+def patch_positions(model, resid: torch.Tensor, layer: int, replacement: torch.Tensor,
+                    positions: list[int], metric, max_rows: int = 64,
+                    earlier: EarlierPositions | None = None) -> torch.Tensor:
+    """The metric of one run per position p of `positions`: `resid` [batch, pos, d_model]
+    entering `layer` with position p replaced by ``replacement[:, p]``. Returns [len(positions)].
+
+    Runs are stacked along the batch (at most `max_rows` sequences per pass). Patching
+    position p leaves positions before p as they were, so each pass starts at its smallest
+    patched position and attends to the unpatched run's keys and values before it (`earlier`:
+    recorded here if not given, e.g. once for all layers with `record_earlier_positions`).
+    That needs a metric that says which position of each prompt it reads
+    (``metric.reads_positions``, as `readheads.ioi.PatchingMetric` does), and no pass starts
+    after it; without one, every pass starts at position 0.
+    """
+    batch = resid.shape[0]
+    reads = getattr(metric, "reads_positions", None)
+    latest_start = int(reads.min()) if reads is not None else 0
+    if earlier is None and latest_start > 0 and positions:
+        earlier = record_earlier_positions(model, resid, layer)
+    order = sorted(range(len(positions)), key=lambda i: positions[i])
+    per_pass = max(1, max_rows // batch)
+    results = [None] * len(positions)
+    for first in range(0, len(order), per_pass):
+        chunk = order[first:first + per_pass]
+        start = min(positions[chunk[0]], latest_start)
+        runs = resid[:, start:].repeat(len(chunk), 1, 1)
+        for run, i in enumerate(chunk):
+            runs[run * batch:(run + 1) * batch, positions[i] - start] = replacement[:, positions[i]]
+        logits = run_from_layer(model, runs, layer, None if reads is None else reads.repeat(len(chunk)),
+                                earlier.starting_at(start) if start > 0 else None)
+        for run, i in enumerate(chunk):
+            results[i] = torch.as_tensor(metric(logits[run * batch:(run + 1) * batch]),
+                                         dtype=resid.dtype, device=resid.device)
+    return torch.stack(results) if results else resid.new_zeros(0)
 
 
 class _Captured(Exception):

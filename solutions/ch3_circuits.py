@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from autograder.authoring.spec import CachedRun, Exercise, Mistake
 from readheads.ioi import IOIPrompts, PatchingMetric, as_tokens, draw_prompts, name_token_ids
-from readheads.patching import patched_runs
+from readheads.patching import patch_positions, patched_runs
 
 MODEL_TOL = dict(atol=1e-3, rtol=1e-3)
 SWEEP_TOL = dict(atol=2e-3, rtol=0)  # metrics are differences of ~1 normalised by ~1
@@ -602,11 +602,12 @@ def patch_residual_sweep(model, clean: IOIPrompts, corrupted: IOIPrompts, metric
     logits. `clean` and `corrupted` are `IOIPrompts` (or just their tokens, same shape).
     Returns [len(layers), pos].
 
-    Batch it, as `patched_runs` does: many patched runs per forward pass, each starting from
-    the corrupted residual stream entering the patched layer (`run_from_layer`), since
-    earlier layers are the same as in the corrupted run. Where the clean and corrupted
-    residual streams are equal (positions before the first changed token), a patch changes
-    nothing: the result is the unpatched corrupted run's metric.
+    Batch it with `patch_positions`: many patched runs per forward pass, each starting from
+    the corrupted residual stream entering the patched layer (earlier layers are the same as
+    in the corrupted run) and computing only the positions from the patched one on (earlier
+    positions are the same too). Where the clean and corrupted residual streams are equal
+    (positions before the first changed token), a patch changes nothing: the result is the
+    unpatched corrupted run's metric.
     """
     ### BEGIN SOLUTION
     clean, corrupted = as_tokens(clean), as_tokens(corrupted)  # records or token tensors
@@ -620,14 +621,7 @@ def patch_residual_sweep(model, clean: IOIPrompts, corrupted: IOIPrompts, metric
     for row, layer in enumerate(tqdm(layers, desc="patching the residual stream")):
         clean_resid, corrupted_resid = clean_cache["resid_pre", layer], corrupted_cache["resid_pre", layer]
         changed = [p for p in range(n_positions) if not torch.equal(clean_resid[:, p], corrupted_resid[:, p])]
-
-        def patch_position(p):
-            def patch(resid):
-                resid[:, p] = clean_resid[:, p]
-            return patch
-
-        results[row, changed] = patched_runs(model, corrupted_resid, layer, f"blocks.{layer}.hook_resid_pre",
-                                             [patch_position(p) for p in changed], metric)
+        results[row, changed] = patch_positions(model, corrupted_resid, layer, clean_resid, changed, metric)
     return results
     ### END SOLUTION
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from readheads.ioi import TEMPLATES
-from readheads.patching import patched_runs, run_from_layer
+from readheads.patching import patch_positions, patched_runs, record_earlier_positions, run_from_layer
 from solutions.ch3_circuits import (corrupted_tokens, ioi_dataset, logit_diff, patch_head_input_sweep,
                                     patch_head_output_sweep, patch_residual_sweep, path_patch,
                                     patching_setup, residual_sweep_one_patch_per_forward)
@@ -113,6 +113,32 @@ def test_run_from_layer_reproduces_the_model_and_fires_later_hooks(course_model)
     assert only_ends.isnan().sum() == only_ends[0].numel() * 4 - 4 * only_ends.shape[-1]
     with pytest.raises(ValueError, match="layer must be in"):
         run_from_layer(course_model, cache["resid_pre", 0], course_model.cfg.n_layers)
+
+
+def test_runs_that_start_at_a_later_position_reproduce_the_model(course_model):
+    tokens = ioi_dataset(course_model, 4, seed=1).tokens
+    logits, cache = course_model.run_with_cache(tokens)
+    earlier = record_earlier_positions(course_model, cache["resid_pre", 0])
+    for layer in (0, course_model.cfg.n_layers // 2):
+        for start in (1, 6):
+            later = run_from_layer(course_model, cache["resid_pre", layer][:, start:], layer,
+                                   earlier=earlier.starting_at(start))
+            assert later.shape == logits.shape and later[:, :start].isnan().all()
+            assert (later[:, start:] - logits[:, start:]).abs().max() <= 1e-4
+
+
+def test_position_patches_give_the_same_metrics_from_any_start(gpt2_test):
+    """One patch per pass (each starts at its own position), many per pass, and a metric that
+    reads every position (every pass starts at 0) agree."""
+    clean, corrupted, metric = patching_setup(gpt2_test, 3, seed=4, kind="swapped")
+    _, clean_cache = gpt2_test.run_with_cache(clean.tokens)
+    _, corrupted_cache = gpt2_test.run_with_cache(corrupted.tokens)
+    args = (gpt2_test, corrupted_cache["resid_pre", 2], 2, clean_cache["resid_pre", 2],
+            list(range(clean.tokens.shape[1])))
+    every_position = lambda logits: metric(logits.nan_to_num())  # noqa: E731 (reads no position list)
+    one_per_pass = patch_positions(*args, metric, max_rows=3)
+    assert (one_per_pass - patch_positions(*args, metric)).abs().max() <= 1e-4
+    assert (one_per_pass - patch_positions(*args, every_position)).abs().max() <= 1e-4
 
 
 def test_patched_runs_give_the_same_metrics_whatever_the_pass_size(gpt2_test):

@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from autograder import check
 from readheads import load_model, plot_head_scores, show_model, top_heads
 from readheads.ioi import TEMPLATES, IOIPrompts, PatchingMetric, as_tokens, draw_prompts, name_token_ids
-from readheads.patching import patched_runs, run_from_layer
+from readheads.patching import patch_positions, patched_runs, run_from_layer
 
 # %%
 model = load_model(MODEL)
@@ -234,15 +234,19 @@ for label, _ in name_movers + negative_movers:
 # runs the corrupted prompts and restores one activation to its clean value: if the metric
 # jumps back towards 1, that activation carries the information the task needs.
 #
-# A sweep is hundreds of patched runs. Two observations make them cheap:
+# A sweep is hundreds of patched runs. Three observations make them cheap:
 #
 # - a run that patches layer `l` computes layers `0 .. l-1` exactly as the corrupted run did:
 #   start it from the cached residual stream entering layer `l` (`run_from_layer`);
 # - runs are independent: stack many along the batch, one forward pass for all
-#   (`patched_runs`; it also caps how many rows go in one pass, so memory stays bounded).
+#   (`patched_runs`; it also caps how many rows go in one pass, so memory stays bounded);
+# - the model is causal: a run that patches position `p` computes positions `0 .. p-1`
+#   exactly as the corrupted run did, in every layer. Compute only positions `p..`, and let
+#   them attend to the keys and values the corrupted run computed for the earlier ones
+#   (`patch_positions` does all three for the residual stream).
 #
-# In a causal model one more thing is free: where the clean and corrupted residual streams
-# are *equal* (every position before the first changed token), a patch changes nothing.
+# For the same reason, where the clean and corrupted residual streams are *equal* (every
+# position before the first changed token), a patch changes nothing.
 
 # %% tags=["solution:patch_residual_sweep"]
 
