@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `auto`: GPT-2 small when the Hub is reachable, else the offline model (pages say which).
 BOOK_MODEL ?= auto
 
-.PHONY: install book test generate verify bench clean
+.PHONY: install book test generate verify bench dist clean
 
 install: $(STAMP)
 
@@ -39,5 +39,9 @@ verify: install
 bench: install
 	$(BIN)/python benchmarks/run.py
 
+# The course as a wheel (committed references included), to host for `pip install`.
+dist: install
+	$(BIN)/pip wheel --no-deps --wheel-dir dist .
+
 clean:
-	rm -rf book/_build
+	rm -rf book/_build dist

@@ -3,7 +3,8 @@
 A master, ``exercises/master/<chapter>.py``, is a jupytext percent-format notebook. Three
 cell tags tie it to the solutions module, so nothing is written twice:
 
-- ``colab-install``        the cell is replaced by the standard install line for Colab;
+- ``colab-install``        the cell is replaced by the install cell for Colab (from where the
+                           course is published: `publishing`);
 - ``setup``                the imports every exercise may use: read-only in the assignment,
                            and the only notebook code besides the answers that the sealed
                            grader runs;
@@ -22,10 +23,12 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import jupytext
@@ -33,17 +36,53 @@ import nbformat
 
 from . import registry
 
-PACKAGE_SPEC = "reading-attention-heads @ git+https://github.com/reading-attention-heads/course"
-COLAB_INSTALL = f"""\
+ROOT = Path(__file__).resolve().parents[2]
+INSTALL_HEADER = """\
 # On Colab, install the course package first (Colab's own CUDA torch is kept).
 # Locally, `make install` (or `pip install -e .`) has done this already.
 import sys
 
 if "google.colab" in sys.modules:
-    %pip install -q "{PACKAGE_SPEC}"
 """
+NOT_PUBLISHED = (
+    "This copy of the course does not say where it is published, so Colab cannot install it. "
+    "Whoever published these notebooks: set `install` under [tool.reading-attention-heads] in "
+    "pyproject.toml and run `make generate` (README: Publish your copy of the course). "
+    "Students: ask for the notebooks of a published copy.")
 CHAPTERS_START, CHAPTERS_END = "<!-- chapters: generated from solutions/chapters.json -->", "<!-- end of chapters -->"
 SOLUTION_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\n", re.MULTILINE)
+
+
+def publishing() -> dict[str, str]:
+    """Where the course is published: {"install": pip requirement, "repository": web address},
+    from [tool.reading-attention-heads] in pyproject.toml (empty strings while unset)."""
+    import tomllib
+
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["reading-attention-heads"]
+    return {"install": settings.get("install", "").strip(),
+            "repository": settings.get("repository", "").strip().rstrip("/")}
+
+
+def install_cell() -> str:
+    """The notebooks' first code cell: installs the course on Colab, from `publishing()`."""
+    spec = publishing()["install"]
+    if not spec:
+        lines = textwrap.wrap(NOT_PUBLISHED, 80)
+        quoted = "".join(f"        {line + ' ' if n < len(lines) - 1 else line!r}\n"
+                         for n, line in enumerate(lines))
+        return INSTALL_HEADER + f"    raise RuntimeError(\n{quoted}    )\n"
+    return INSTALL_HEADER + f"    %pip install -q {shlex.quote(spec)}\n"
+
+
+def colab_badge(chapter: str) -> str | None:
+    """Markdown for an "Open in Colab" badge of the chapter's release notebook (GitHub only)."""
+    repository = publishing()["repository"]
+    prefix = "https://github.com/"
+    if not repository.startswith(prefix):
+        return None
+    notebook = f"{repository[len(prefix):]}/blob/main/exercises/release/{chapter}/{chapter}.ipynb"
+    return (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"(https://colab.research.google.com/github/{notebook})")
 
 
 def master_path(root: Path, chapter: str) -> Path:
@@ -66,7 +105,7 @@ def render(root: Path, chapter: str, target: str) -> nbformat.NotebookNode:
         tags = cell.metadata.get("tags", [])
         kind, _, name = (tags[0] if tags else "").partition(":")
         if kind == "colab-install":
-            cell = nbformat.v4.new_code_cell(COLAB_INSTALL)
+            cell = nbformat.v4.new_code_cell(install_cell())
         elif kind == "setup":
             cell.metadata.nbgrader = _nbgrader("setup", locked=True)
         elif kind == "solution":
@@ -90,6 +129,9 @@ def render(root: Path, chapter: str, target: str) -> nbformat.NotebookNode:
             cell.metadata.pop("nbgrader", None)
         cell.id = f"{chapter}-{index}"
         cells.append(cell)
+    badge = colab_badge(chapter) if target == "book" else None
+    if badge:  # under the page's title
+        cells.insert(1, nbformat.v4.new_markdown_cell(badge, id=f"{chapter}-colab"))
     missing = set(exercises) - used
     if missing:
         raise ValueError(f"{master_path(root, chapter)} has no solution cell for {sorted(missing)}")
