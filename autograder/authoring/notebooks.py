@@ -44,6 +44,12 @@ import sys
 
 if "google.colab" in sys.modules:
 """
+# Before any model loads: versions, a GPU on Colab, free memory (readheads.environment).
+ENVIRONMENT_CHECK = """
+from readheads.environment import check_environment
+
+check_environment()
+"""
 NOT_PUBLISHED = (
     "This copy of the course does not say where it is published, so Colab cannot install it. "
     "Whoever published these notebooks: set `install` under [tool.reading-attention-heads] in "
@@ -64,14 +70,15 @@ def publishing() -> dict[str, str]:
 
 
 def install_cell() -> str:
-    """The notebooks' first code cell: installs the course on Colab, from `publishing()`."""
+    """The notebooks' first code cell: installs the course on Colab (from `publishing()`),
+    then checks the environment."""
     spec = publishing()["install"]
     if not spec:
         lines = textwrap.wrap(NOT_PUBLISHED, 80)
         quoted = "".join(f"        {line + ' ' if n < len(lines) - 1 else line!r}\n"
                          for n, line in enumerate(lines))
-        return INSTALL_HEADER + f"    raise RuntimeError(\n{quoted}    )\n"
-    return INSTALL_HEADER + f"    %pip install -q {shlex.quote(spec)}\n"
+        return INSTALL_HEADER + f"    raise RuntimeError(\n{quoted}    )\n" + ENVIRONMENT_CHECK
+    return INSTALL_HEADER + f"    %pip install -q {shlex.quote(spec)}\n" + ENVIRONMENT_CHECK
 
 
 def colab_badge(chapter: str) -> str | None:
