@@ -37,9 +37,7 @@ def run_from_layer(model, resid: torch.Tensor, layer: int, positions: torch.Tens
     args, kwargs = _block_inputs(model, start + resid.shape[1], resid.device)
     if earlier is not None:
         kwargs = earlier.block_kwargs(kwargs, rows=resid.shape[0])
-    for block in model.blocks[layer:]:
-        out = block(resid, *args, **kwargs)
-        resid = out[0] if isinstance(out, tuple) else out
+    resid = _run_blocks(model, resid, layer, args, kwargs)
     if positions is None and start == 0:
         return model.unembed(model.ln_final(resid))
     rows = torch.arange(resid.shape[0], device=resid.device)
@@ -112,9 +110,7 @@ def record_earlier_positions(model, resid: torch.Tensor, layer: int = 0) -> Earl
     record = _Record()
     args, kwargs = _block_inputs(model, resid.shape[1], resid.device)
     kwargs = dict(kwargs, layer_past=record)
-    for block in model.blocks[layer:]:
-        out = block(resid, *args, **kwargs)
-        resid = out[0] if isinstance(out, tuple) else out
+    resid = _run_blocks(model, resid, layer, args, kwargs)
     if len(record.by_layer) != model.cfg.n_layers - layer:
         raise RuntimeError("the attention layers did not hand over their keys and values "
                            "(this TransformerLens version ignores `layer_past`): start at 0")
@@ -155,6 +151,14 @@ def patch_positions(model, resid: torch.Tensor, layer: int, replacement: torch.T
             results[i] = torch.as_tensor(metric(logits[run * batch:(run + 1) * batch]),
                                          dtype=resid.dtype, device=resid.device)
     return torch.stack(results) if results else resid.new_zeros(0)
+
+
+def _run_blocks(model, resid: torch.Tensor, layer: int, args: tuple, kwargs: dict) -> torch.Tensor:
+    """The residual stream after blocks `layer` .. n_layers-1."""
+    for block in model.blocks[layer:]:
+        out = block(resid, *args, **kwargs)
+        resid = out[0] if isinstance(out, tuple) else out
+    return resid
 
 
 class _Captured(Exception):

@@ -30,6 +30,20 @@ def course_environment():
     yield
 
 
+def model_key_on_plain_cpu_path(name: str, cache_dir: Path) -> str:
+    """The reference key `name` gets when built in a fresh process (cache in `cache_dir`) with
+    torch forced onto its plain ("default") vector path, which rounds differently."""
+    import subprocess
+    import sys
+
+    code = ("from readheads import load_model; "
+            f"print(load_model({name!r}, device='cpu', quiet=True).course_info.key)")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "COURSE_CACHE_DIR": str(cache_dir)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    return run.stdout.strip().splitlines()[-1]
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     from readheads.models import ModelUnavailableError, load_model

@@ -18,7 +18,7 @@ from autograder.authoring.sync import references_out_of_sync
 from autograder.check import verify
 from autograder.references import ReferenceSet
 
-from .conftest import ROOT
+from .conftest import ROOT, model_key_on_plain_cpu_path
 
 PURE = [e for chapter in registry.chapters() for e in registry.exercises(chapter) if not e.needs_model]
 CHAPTER = "ch1_attention"
@@ -113,9 +113,4 @@ def test_a_mistake_kept_or_dropped_by_a_hair_is_not_reported(tmp_path, monkeypat
 
 def test_the_random_test_model_has_the_same_weights_on_every_vector_path(gpt2_test, tmp_path):
     """Its fingerprint picks its references: it must not depend on how this CPU rounds."""
-    code = ("from readheads import load_model; "
-            "print(load_model('gpt2-test', device='cpu', quiet=True).course_info.key)")
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "COURSE_CACHE_DIR": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
-                         text=True, check=True)
-    assert run.stdout.strip().splitlines()[-1] == gpt2_test.course_info.key
+    assert model_key_on_plain_cpu_path("gpt2-test", tmp_path) == gpt2_test.course_info.key

@@ -15,7 +15,7 @@ import pytest
 
 from readheads.models import MODEL_ENV_VAR, _smollm2_checkpoint, load_model, resolve_model_name
 
-from .conftest import ROOT
+from .conftest import ROOT, model_key_on_plain_cpu_path
 
 
 def test_gpt2_architecture_and_tokenizer(gpt2_test):
@@ -138,9 +138,4 @@ def test_grader_second_model_has_other_sizes_and_the_same_weights_on_every_vecto
     base = Path(_smollm2_checkpoint()[0])  # reuse the converted offline model, rebuild the rest
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / base.name).symlink_to(base)
-    code = ("from readheads import load_model; "
-            "print(load_model('gqa-test', device='cpu', quiet=True).course_info.key)")
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "COURSE_CACHE_DIR": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
-                         text=True, check=True)
-    assert run.stdout.strip().splitlines()[-1] == model.course_info.key
+    assert model_key_on_plain_cpu_path("gqa-test", tmp_path) == model.course_info.key
