@@ -59,10 +59,26 @@ def test_the_offline_model_solves_ioi_and_abc_breaks_it(smollm2):
     assert abc_diff.mean() < clean_diff.mean() / 3
 
 
+def edge_layers(model) -> list[int]:
+    """The first and the last layer: the sweeps' boundary cases (the plain loop and
+    TransformerLens's utilities cost one forward pass per patch, so tests sweep these two)."""
+    return [0, model.cfg.n_layers - 1]
+
+
+def transformer_lens_sweep(sweep, model, corrupted, clean_cache, metric, layers, width):
+    """TransformerLens's `sweep` (a patching.get_act_patch_* function) for `layers` only,
+    as [len(layers), width]."""
+    import pandas as pd
+
+    rows = pd.DataFrame([(layer, i) for layer in layers for i in range(width)], columns=["layer", "index"])
+    flat = sweep(model, corrupted.tokens, clean_cache, metric, index_axis_names=None, index_df=rows)
+    return torch.as_tensor(flat).reshape(len(layers), width)
+
+
 @pytest.mark.parametrize("kind", ["abc", "swapped"])
 def test_batched_residual_sweep_equals_one_patch_per_forward(course_model, kind):
     clean, corrupted, metric = patching_setup(course_model, 3, seed=5, kind=kind)
-    layers = [0, course_model.cfg.n_layers // 2, course_model.cfg.n_layers - 1]
+    layers = edge_layers(course_model)
     batched = patch_residual_sweep(course_model, clean, corrupted, metric, layers)
     loop = residual_sweep_one_patch_per_forward(course_model, clean, corrupted, metric, layers)
     assert (batched - loop).abs().max() <= 1e-4
@@ -77,12 +93,15 @@ def test_sweeps_agree_with_transformer_lens_patching(gpt2_test):
 
     clean, corrupted, metric = patching_setup(gpt2_test, 3, seed=2)
     _, clean_cache = gpt2_test.run_with_cache(clean.tokens)
-    theirs = patching.get_act_patch_resid_pre(gpt2_test, corrupted.tokens, clean_cache, metric)
-    ours = patch_residual_sweep(gpt2_test, clean, corrupted, metric)
-    assert (torch.as_tensor(theirs) - ours).abs().max() <= 1e-4
-    theirs = patching.get_act_patch_attn_head_out_all_pos(gpt2_test, corrupted.tokens, clean_cache, metric)
-    ours = patch_head_output_sweep(gpt2_test, clean, corrupted, metric)
-    assert (torch.as_tensor(theirs) - ours).abs().max() <= 1e-4
+    layers = edge_layers(gpt2_test)
+    theirs = transformer_lens_sweep(patching.get_act_patch_resid_pre, gpt2_test, corrupted, clean_cache,
+                                    metric, layers, clean.tokens.shape[1])
+    ours = patch_residual_sweep(gpt2_test, clean, corrupted, metric, layers)
+    assert (theirs - ours).abs().max() <= 1e-4
+    theirs = transformer_lens_sweep(patching.get_act_patch_attn_head_out_all_pos, gpt2_test, corrupted,
+                                    clean_cache, metric, layers, gpt2_test.cfg.n_heads)
+    ours = patch_head_output_sweep(gpt2_test, clean, corrupted, metric, layers)
+    assert (theirs - ours).abs().max() <= 1e-4
 
 
 def test_key_sweep_agrees_with_transformer_lens_on_the_grouped_query_model(smollm2):
@@ -91,10 +110,12 @@ def test_key_sweep_agrees_with_transformer_lens_on_the_grouped_query_model(smoll
 
     clean, corrupted, metric = patching_setup(smollm2, 2, seed=1)
     _, clean_cache = smollm2.run_with_cache(clean.tokens)
-    theirs = patching.get_act_patch_attn_head_k_all_pos(smollm2, corrupted.tokens, clean_cache, metric)
-    ours = patch_head_input_sweep(smollm2, clean, corrupted, metric, "k")
-    assert ours.shape == (smollm2.cfg.n_layers, smollm2.W_K.shape[1])
-    assert (torch.as_tensor(theirs) - ours).abs().max() <= 1e-4
+    layers, n_kv_heads = edge_layers(smollm2), smollm2.W_K.shape[1]
+    theirs = transformer_lens_sweep(patching.get_act_patch_attn_head_k_all_pos, smollm2, corrupted,
+                                    clean_cache, metric, layers, n_kv_heads)
+    ours = patch_head_input_sweep(smollm2, clean, corrupted, metric, "k", layers)
+    assert ours.shape == (len(layers), n_kv_heads)
+    assert (theirs - ours).abs().max() <= 1e-4
 
 
 def test_run_from_layer_reproduces_the_model_and_fires_later_hooks(course_model):
