@@ -1,4 +1,5 @@
-"""Say which model produced a notebook's outputs, and plot attention (matplotlib)."""
+"""Say which model produced a notebook's outputs, and show attention: matplotlib plots and
+interactive circuitsvis views that work offline."""
 
 from __future__ import annotations
 
@@ -38,6 +39,36 @@ def plot_pattern(pattern: torch.Tensor, tokens: list[str], title: str = "", ax=N
     ax.set_title(title)
     plt.colorbar(image, ax=ax, fraction=0.046)
     return ax
+
+
+class _Html:
+    """HTML that Jupyter, Colab and the book show as it is (and `str` gives the source)."""
+
+    def __init__(self, html: str):
+        self.html = html
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __str__(self) -> str:
+        return self.html
+
+
+def attention_view(patterns: torch.Tensor, tokens: list[str], head_names: list[str] | None = None):
+    """Interactive view of several heads' attention patterns [head, query_pos, key_pos]: hover
+    over a head to zoom in, click a head to keep it (circuitsvis).
+
+    The view carries circuitsvis' JavaScript in the page (about 1.3 MB) instead of loading it
+    from a CDN, so it works offline: in Jupyter, on Colab and in the built book."""
+    import circuitsvis as cv
+
+    patterns = patterns.detach().float().cpu()
+    if patterns.ndim != 3 or patterns.shape[1:] != (len(tokens), len(tokens)):
+        raise ValueError(f"attention_view wants patterns [head, query_pos, key_pos] for "
+                         f"{len(tokens)} tokens, got shape {tuple(patterns.shape)}")
+    view = cv.attention.attention_heads(attention=patterns, tokens=tokens,
+                                        attention_head_names=head_names)
+    return _Html(view.local_src)
 
 
 def plot_head_scores(scores: torch.Tensor, title: str, ax=None, cmap: str = "viridis"):

@@ -54,3 +54,18 @@ def test_published_notebooks_install_from_the_setting_and_the_book_links_to_cola
     assert not any("colab-badge" in c.source for c in source.cells)  # the book's, not the notebook's
     monkeypatch.setattr(notebooks, "publishing", lambda: {"install": SPEC, "repository": ""})
     assert not any("colab-badge" in c.source for c in notebooks.render(ROOT, chapter, "book").cells)
+
+
+def test_the_book_gets_launch_buttons_only_once_published(monkeypatch):
+    import yaml
+
+    config = (ROOT / "book" / "_config.yml").read_text()
+    assert notebooks.launch_settings() in config  # the committed book: not published
+    assert "launch_buttons" not in yaml.safe_load(config)
+    monkeypatch.setattr(notebooks, "publishing", lambda: {
+        "install": SPEC, "repository": "https://github.com/someone/attention-course"})
+    published = yaml.safe_load(notebooks.launch_settings())
+    assert published["repository"]["url"] == "https://github.com/someone/attention-course"
+    assert published["repository"]["path_to_book"] == "book"
+    assert published["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert published["launch_buttons"]["binderhub_url"] == "https://mybinder.org"

@@ -56,6 +56,8 @@ NOT_PUBLISHED = (
     "pyproject.toml and run `make generate` (README: Publish your copy of the course). "
     "Students: ask for the notebooks of a published copy.")
 CHAPTERS_START, CHAPTERS_END = "<!-- chapters: generated from solutions/chapters.json -->", "<!-- end of chapters -->"
+PUBLISHING_START = "# publishing: generated from [tool.reading-attention-heads] in pyproject.toml\n"
+PUBLISHING_END = "# end of publishing\n"
 SOLUTION_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\n", re.MULTILINE)
 
 
@@ -88,8 +90,21 @@ def colab_badge(chapter: str) -> str | None:
     if not repository.startswith(prefix):
         return None
     notebook = f"{repository[len(prefix):]}/blob/main/exercises/release/{chapter}/{chapter}.ipynb"
-    return (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-            f"(https://colab.research.google.com/github/{notebook})")
+    # The badge image is the book's own (book/colab-badge.svg), so pages need no other site.
+    return f"[![Open in Colab](colab-badge.svg)](https://colab.research.google.com/github/{notebook})"
+
+
+def launch_settings() -> str:
+    """The book's repository link and launch buttons (Colab, Binder) in Jupyter Book's
+    `_config.yml`, from where the course is published; none while it is unset."""
+    repository = publishing()["repository"]
+    if not repository:
+        return ("# Not published: no repository link or launch buttons (README: Publish your copy).\n"
+                "html:\n  use_repository_button: false\n")
+    return (f"repository:\n  url: {repository}\n  path_to_book: book\n  branch: main\n"
+            "launch_buttons:\n  notebook_interface: jupyterlab\n"
+            "  colab_url: https://colab.research.google.com\n  binderhub_url: https://mybinder.org\n"
+            "html:\n  use_repository_button: true\n")
 
 
 def master_path(root: Path, chapter: str) -> Path:
@@ -132,6 +147,9 @@ def render(root: Path, chapter: str, target: str) -> nbformat.NotebookNode:
             cell = nbformat.v4.new_code_cell(source)
             cell.metadata.nbgrader = _nbgrader(f"{name}_check", grade=True, locked=True,
                                                points=exercise.points)
+        elif cell.cell_type == "code" and "plt.show()" in cell.source and not _alt_text(cell):
+            raise ValueError(f"{master_path(root, chapter)}, cell {index}: a figure without alt text; "
+                             'add mystnb={"image": {"alt": "what the figure shows"}} to its "# %%" line')
         if target == "book":
             cell.metadata.pop("nbgrader", None)
         cell.id = f"{chapter}-{index}"
@@ -146,6 +164,11 @@ def render(root: Path, chapter: str, target: str) -> nbformat.NotebookNode:
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"}})
     return notebook
+
+
+def _alt_text(cell) -> str:
+    """The text alternative of a cell's figure (myst-nb shows it as the image's alt)."""
+    return cell.metadata.get("mystnb", {}).get("image", {}).get("alt", "").strip()
 
 
 def _nbgrader(grade_id: str, *, solution=False, grade=False, locked=False, points=0) -> dict:
@@ -163,7 +186,7 @@ def generate(root: Path, chapter: str) -> None:
         paths[target].parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(render(root, chapter, target), paths[target])
     paths["release"].parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(_release(paths["source"], chapter), paths["release"])
+    _release(paths["source"], chapter, paths["release"])
 
 
 def tool_env(**variables: str) -> dict[str, str]:
@@ -173,29 +196,34 @@ def tool_env(**variables: str) -> dict[str, str]:
     return {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", ""), **variables}
 
 
-def _release(source: Path, chapter: str) -> Path:
+def _release(source: Path, chapter: str, release: Path) -> None:
     """Run nbgrader generate_assignment on the source notebook in a scratch course."""
-    course = Path(tempfile.mkdtemp(prefix="course-release-"))
-    shutil.copytree(source.parent, course / "source" / chapter)
-    subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", chapter, "--force",
-                    f"--CourseDirectory.root={course}", "--log-level=WARN",
-                    f"--CourseDirectory.db_url=sqlite:///{course}/gradebook.db"],
-                   check=True, cwd=course, env=tool_env())
-    return course / "release" / chapter / source.name
+    with tempfile.TemporaryDirectory(prefix="course-release-") as scratch:
+        course = Path(scratch)
+        shutil.copytree(source.parent, course / "source" / chapter)
+        subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", chapter, "--force",
+                        f"--CourseDirectory.root={course}", "--log-level=ERROR",
+                        f"--CourseDirectory.db_url=sqlite:///{course}/gradebook.db"],
+                       check=True, cwd=course, env=tool_env())
+        shutil.copy(course / "release" / chapter / source.name, release)
 
 
 def book_index(root: Path) -> dict[Path, str]:
     """The book's table of contents and its introduction's chapter list, from the chapter
-    list (solutions/chapters.json)."""
+    list (solutions/chapters.json), and its launch buttons (`launch_settings`)."""
     chapters = registry.chapter_list()
     toc = "format: jb-book\nroot: intro\nchapters:\n" + "".join(
-        f"  - file: {c['id']}\n" for c in chapters)
+        f"  - file: {c['id']}\n" for c in chapters) + "  - file: timings\n"
     intro_path = root / "book" / "intro.md"
     intro = intro_path.read_text()
     start, end = intro.index(CHAPTERS_START) + len(CHAPTERS_START), intro.index(CHAPTERS_END)
     listing = "".join(f"\n{n}. **{c['title']}** — {c['summary']}\n" for n, c in enumerate(chapters, 1))
+    config_path = root / "book" / "_config.yml"
+    config = config_path.read_text()
+    begin, finish = config.index(PUBLISHING_START) + len(PUBLISHING_START), config.index(PUBLISHING_END)
     return {root / "book" / "_toc.yml": toc,
-            intro_path: intro[:start] + "\n" + listing + "\n" + intro[end:]}
+            intro_path: intro[:start] + "\n" + listing + "\n" + intro[end:],
+            config_path: config[:begin] + launch_settings() + config[finish:]}
 
 
 def generate_book_index(root: Path) -> None:
@@ -209,12 +237,10 @@ def book_index_out_of_sync(root: Path) -> list[str]:
 
 def out_of_sync(root: Path, chapter: str) -> list[str]:
     """Generated files that differ from what `generate` would write now."""
-    scratch = Path(tempfile.mkdtemp(prefix="course-sync-"))
-    shutil.copytree(root / "exercises" / "master", scratch / "exercises" / "master")
-    generate(scratch, chapter)
-    stale = []
-    for name, committed in outputs(root, chapter).items():
-        fresh = outputs(scratch, chapter)[name]
-        if not committed.is_file() or committed.read_text() != fresh.read_text():
-            stale.append(str(committed.relative_to(root)))
-    return stale
+    with tempfile.TemporaryDirectory(prefix="course-sync-") as directory:
+        scratch = Path(directory)
+        shutil.copytree(root / "exercises" / "master", scratch / "exercises" / "master")
+        generate(scratch, chapter)
+        return [str(committed.relative_to(root)) for name, committed in outputs(root, chapter).items()
+                if not committed.is_file()
+                or committed.read_text() != outputs(scratch, chapter)[name].read_text()]

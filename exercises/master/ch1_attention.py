@@ -41,7 +41,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from autograder import check
-from readheads import load_model, plot_head_scores, plot_pattern, show_model, top_heads
+from readheads import (attention_view, load_model, plot_head_scores, plot_pattern, show_model,
+                       top_heads)
 
 # %%
 model = load_model(MODEL)
@@ -70,7 +71,7 @@ logits, cache = model.run_with_cache(tokens)
 print("next token:", repr(model.to_string(logits[0, -1].argmax())))
 print("layer 0 attention hooks:", [name for name in cache.keys() if name.startswith("blocks.0.attn.hook")])
 
-# %%
+# %% mystnb={"image": {"alt": "Heatmap with layers across and the prompt's tokens down: the norm of the residual stream at each position before each layer; colour shows size."}}
 norms = torch.stack([cache["resid_pre", layer][0].norm(dim=-1) for layer in range(cfg.n_layers)])
 plt.figure(figsize=(8, 3))
 plt.imshow(norms.T.cpu(), aspect="auto", cmap="magma")
@@ -148,7 +149,7 @@ model_pattern = cache["pattern", LAYER]
 print("largest difference from the model's own pattern:",
       (my_pattern - model_pattern).abs().max().item())
 
-# %%
+# %% mystnb={"image": {"alt": "Three heatmaps, one per head of the chosen layer: rows are query tokens, columns key tokens, darker blue is more attention; the upper-right triangle is empty (causal mask)."}}
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
 for head, ax in enumerate(axes):
     plot_pattern(model_pattern[0, head], token_strings, f"layer {LAYER}, head {head}", ax=ax)
@@ -209,7 +210,7 @@ print("largest difference from the model's hook_attn_out:",
 # for heads whose weight sits on one diagonal line (each token looks at a fixed offset), on
 # the first column (everything looks at position 0), or spreads out.
 
-# %%
+# %% mystnb={"image": {"alt": "A grid of small heatmaps, the attention pattern of every head of one layer on the prompt: rows are queries, columns keys, darker is more attention."}}
 LOOK_LAYER = min(4, cfg.n_layers - 1)
 cols = 6
 rows = -(-cfg.n_heads // cols)
@@ -223,14 +224,14 @@ plt.suptitle(f"All heads of layer {LOOK_LAYER} (rows: queries, columns: keys)")
 plt.show()
 
 # %% [markdown]
-# For an interactive view, `circuitsvis` draws patterns you can hover over token by token
-# (it needs a browser that can load its JavaScript):
-#
-# ```python
-# import circuitsvis as cv
-# cv.attention.attention_patterns(tokens=token_strings, attention=cache["pattern", LOOK_LAYER][0])
-# ```
-#
+# The same layer, interactive (`attention_view`, drawn by `circuitsvis`): hover over a head to
+# see its pattern with the tokens written out, click a head to keep it.
+
+# %%
+attention_view(cache["pattern", LOOK_LAYER][0], token_strings,
+               [f"{LOOK_LAYER}.{head}" for head in range(cfg.n_heads)])
+
+# %% [markdown]
 # ## 9-11. Scoring head types
 #
 # Looking at every head by eye does not scale (GPT-2 small has 144, SmolLM2 270). Instead,
@@ -259,7 +260,7 @@ plt.show()
 
 # %% tags=["check:head_type_scores"]
 
-# %%
+# %% mystnb={"image": {"alt": "Three layer-by-head heatmaps: the previous-token, current-token and first-token score of every head; bright cells are heads of that type."}}
 scores = head_type_scores(model, PROMPT)
 fig, axes = plt.subplots(1, 3, figsize=(16, 5))
 for ax, name, score in zip(axes, ["previous-token", "current-token", "first-token"], scores):

@@ -49,7 +49,7 @@ import torch
 from tqdm.auto import tqdm
 
 from autograder import check
-from readheads import load_model, plot_head_scores, show_model, top_heads
+from readheads import attention_view, load_model, plot_head_scores, show_model, top_heads
 
 # %%
 model = load_model(MODEL)
@@ -96,7 +96,7 @@ print(model.to_str_tokens(tokens[0, :8]), "...", model.to_str_tokens(tokens[0, S
 
 # %% tags=["check:loss_by_half"]
 
-# %%
+# %% mystnb={"image": {"alt": "Line plot of the loss at each position of repeated random tokens: high and flat in the first half, dropping sharply after the dashed line where the repeat starts."}}
 loss = per_token_loss(model, tokens)
 first_half, second_half = loss_by_half(loss, SEQ_LEN)
 print(f"mean loss: first half {first_half:.2f}, second half {second_half:.2f}; "
@@ -152,7 +152,7 @@ plt.show()
 
 # %% tags=["check:induction_scores"]
 
-# %%
+# %% mystnb={"image": {"alt": "Three layer-by-head heatmaps: previous-token, duplicate-token and induction scores of every head; a few bright cells in each mark the heads of that type."}}
 prev_scores = previous_token_scores(model, tokens)
 dup_scores = duplicate_token_scores(model, tokens)
 ind_scores = induction_scores(model, tokens)
@@ -164,7 +164,7 @@ for ax, name, score in zip(axes, ["previous-token", "duplicate-token", "inductio
 plt.tight_layout()
 plt.show()
 
-# %%
+# %% mystnb={"image": {"alt": "Heatmap of the strongest induction head's pattern on one repeated sequence: in the second half the attention forms a stripe just right of the diagonal key = query - 12."}}
 layer, head = divmod(ind_scores.flatten().argmax().item(), cfg.n_heads)
 short = repeated_random_tokens(model, 12, 1, seed=1)
 _, short_cache = model.run_with_cache(short, names_filter=f"blocks.{layer}.attn.hook_pattern")
@@ -178,7 +178,16 @@ plt.show()
 
 # %% [markdown]
 # The strongest induction head's pattern should show a stripe in the second half, one
-# position to the right of the `key = query - seq_len` diagonal.
+# position to the right of the `key = query - seq_len` diagonal. Below, the three strongest
+# induction heads on the same sequence, interactive: hover over a head, then over a token in
+# the second half, and see which earlier token it looks at.
+
+# %%
+top_induction = [tuple(map(int, label.split("."))) for label, _ in top_heads(ind_scores, 3)]
+_, short_cache = model.run_with_cache(short, names_filter=lambda name: name.endswith("hook_pattern"))
+patterns = [short_cache["pattern", layer][0, head] for layer, head in top_induction]
+attention_view(torch.stack(patterns), model.to_str_tokens(short[0]),
+               [f"{layer}.{head}" for layer, head in top_induction])
 #
 # Where do the top previous-token heads sit relative to the top induction heads? An induction
 # head can only use a previous-token head from an *earlier* layer (it reads what that head
@@ -258,7 +267,7 @@ print(f"layer {layer}: one head at a time {slow_seconds:.1f} s, batched {fast_se
 # Now every head of the model, with both kinds of ablation, on the first two sequences of the
 # batch (the slow cell of the chapter: several minutes on a laptop CPU, seconds on a GPU).
 
-# %%
+# %% mystnb={"image": {"alt": "Two layer-by-head heatmaps, red for a loss increase and blue for a decrease: how much the loss on repeated tokens rises when each head is zero-ablated or mean-ablated."}}
 sweep_tokens = tokens[:2]
 start = time.perf_counter()
 zero_increase = head_ablation_loss_increase(model, sweep_tokens, "zero")
@@ -271,7 +280,7 @@ for ax, name, increase in zip(axes, ["zero", "mean"], [zero_increase, mean_incre
 plt.tight_layout()
 plt.show()
 
-# %%
+# %% mystnb={"image": {"alt": "Two scatter plots, one dot per head: induction score across against the loss increase when the head is ablated (zero, then mean); the top induction heads are labelled."}}
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
 for ax, name, increase in zip(axes, ["zero", "mean"], [zero_increase, mean_increase]):
     ax.scatter(ind_scores.flatten().cpu(), increase.flatten().cpu(), s=12)
@@ -311,7 +320,7 @@ print(f"correlation of induction score with mean-ablation loss increase: {corr:.
 
 # %% tags=["check:head_logit_attribution"]
 
-# %%
+# %% mystnb={"image": {"alt": "Layer-by-head heatmap, red positive and blue negative: each head's direct contribution to the correct token's logit in the second half of repeated tokens."}}
 dla = head_logit_attribution(model, tokens)
 plot_head_scores(dla, "direct logit attribution to the correct token (second half)", cmap="RdBu_r")
 plt.show()
@@ -433,7 +442,7 @@ def random_composition_baseline(d_model, d_head, n_samples=20, seed=0):
 baseline = random_composition_baseline(cfg.d_model, cfg.d_head)
 print(f"random baseline: {baseline.mean():.4f} ± {baseline.std():.4f}")
 
-# %%
+# %% mystnb={"image": {"alt": "Three heatmaps over earlier layers and heads: Q-, K- and V-composition scores of every earlier head into the strongest induction head; K-composition picks out previous-token heads."}}
 L_ind, H_ind = induction_top[0]
 by_layer = torch.stack([composition_scores(model, earlier, L_ind, H_ind)
                         for earlier in tqdm(range(L_ind), desc="earlier layers")])  # [layer, 3, head]

@@ -46,7 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 from autograder import check
-from readheads import load_model, plot_head_scores, show_model, top_heads
+from readheads import attention_view, load_model, plot_head_scores, show_model, top_heads
 from readheads.ioi import TEMPLATES, IOIPrompts, PatchingMetric, as_tokens, draw_prompts, name_token_ids
 from readheads.patching import patch_positions, patched_runs, run_from_layer
 
@@ -164,7 +164,7 @@ print(f"metric(clean) = {metric(clean_logits):.3f}, metric(corrupted) = {metric(
 
 # %% tags=["check:accumulated_logit_diff"]
 
-# %%
+# %% mystnb={"image": {"alt": "Line plot of the logit lens: the logit difference between the indirect object and the subject read from the residual stream before each layer; it rises in the upper layers."}}
 lens = accumulated_logit_diff(model, clean_cache, clean).mean(dim=1)
 plt.figure(figsize=(8, 3))
 plt.plot(range(cfg.n_layers + 1), lens.cpu(), marker=".")
@@ -184,7 +184,7 @@ print(f"final logit lens value {lens[-1]:.2f} vs the model's logit difference {c
 
 # %% tags=["check:layer_logit_diffs"]
 
-# %%
+# %% mystnb={"image": {"alt": "Two lines over layers, attention and MLP: each layer's direct effect on the logit difference; a few upper attention layers carry most of it."}}
 by_layer = layer_logit_diffs(model, clean_cache, clean)
 plt.figure(figsize=(8, 3))
 plt.plot(by_layer[0].cpu(), marker=".", label="attention")
@@ -204,7 +204,7 @@ plt.show()
 
 # %% tags=["check:head_logit_diffs"]
 
-# %%
+# %% mystnb={"image": {"alt": "Layer-by-head heatmap, red positive and blue negative: each head's direct effect on the logit difference; strong red cells are candidate name movers, blue ones negative name movers."}}
 direct = head_logit_diffs(model, clean_cache, clean)
 plot_head_scores(direct, "Direct effect of each head on the logit difference", cmap="RdBu")
 plt.show()
@@ -226,6 +226,17 @@ for label, _ in name_movers + negative_movers:
     layer, head = map(int, label.split("."))
     io, s1, s2 = to_names[layer, head].tolist()
     print(f"head {label}: attention from the last token to IO {io:.2f}, S1 {s1:.2f}, S2 {s2:.2f}")
+
+# %% [markdown]
+# The same heads on the first prompt, interactive: hover over a head, then over the last
+# token, to see how its attention splits between the names.
+
+# %%
+movers = [tuple(map(int, label.split("."))) for label, _ in name_movers + negative_movers]
+length = int(clean.end_pos[0]) + 1
+patterns = [clean_cache["pattern", layer][0, head, :length, :length] for layer, head in movers]
+attention_view(torch.stack(patterns), model.to_str_tokens(clean.tokens[0, :length]),
+               [f"{layer}.{head}" for layer, head in movers])
 
 # %% [markdown]
 # ## 4. Activation patching: what causes the answer?
@@ -256,7 +267,7 @@ for label, _ in name_movers + negative_movers:
 # For the picture, use prompts of **one template**, so that a column is the same word in every
 # prompt (with mixed templates, position 10 is S2 in some prompts and " gave" in others).
 
-# %%
+# %% mystnb={"image": {"alt": "Heatmap of layers against token positions of the first prompt, from -1 to 1: how much patching the clean residual stream at that layer and position restores the answer; the effect moves from the repeated name to the last position in the upper layers."}}
 def one_template(n_prompts, template, seed):
     """n_prompts prompts of template `template` only (drawn from its family, then kept)."""
     data = ioi_dataset(model, 8 * n_prompts, seed, families=(TEMPLATES[template][0],))
@@ -302,7 +313,7 @@ print(f"S2 is position {s2}, the last token {end}: the last position wins from l
 
 # %% tags=["check:patch_layer_output_sweep"]
 
-# %%
+# %% mystnb={"image": {"alt": "Two lines over layers, attention output and MLP output: how much patching that layer's clean output into the ABC run restores the logit difference (1 = clean)."}}
 layer_sweep = patch_layer_output_sweep(model, clean, corrupted, metric)
 plt.figure(figsize=(8, 3))
 plt.plot(layer_sweep[0].cpu(), marker=".", label="attention output")
@@ -321,7 +332,7 @@ plt.show()
 
 # %% tags=["check:patch_head_output_sweep"]
 
-# %%
+# %% mystnb={"image": {"alt": "Layer-by-head heatmap, red positive and blue negative: how much patching each head's clean output into the ABC run restores the logit difference."}}
 start = time.perf_counter()
 head_sweep = patch_head_output_sweep(model, clean, corrupted, metric)
 print(f"head output sweep ({cfg.n_layers * cfg.n_heads} heads): {time.perf_counter() - start:.1f} s")
@@ -333,7 +344,7 @@ print("heads whose output matters most:", top_heads(head_sweep, 6))
 # Where in the prompt does a top head's output matter? Patch it one position at a time, on
 # the one-template prompts: `patched_runs` takes any list of in-place edits.
 
-# %%
+# %% mystnb={"image": {"alt": "Heatmap with the top heads down and token positions across: the effect of patching one head's output at one position; each head matters at a few positions only."}}
 _, aligned_cache = model.run_with_cache(aligned.tokens)
 _, aligned_corrupted_cache = model.run_with_cache(aligned_corrupted.tokens)
 by_position = {}
@@ -369,7 +380,7 @@ plt.show()
 
 # %% tags=["check:patch_head_input_sweep"]
 
-# %%
+# %% mystnb={"image": {"alt": "Four heatmaps over a few layers and heads: the effect of patching each head's query, key, value and attention pattern from the clean run."}}
 focus = sorted({int(label.split(".")[0]) for label, _ in top_heads(head_sweep, 4)})
 fig, axes = plt.subplots(1, 4, figsize=(16, 0.4 * len(focus) + 2))
 for ax, component in zip(axes, ("q", "k", "v", "pattern")):
@@ -440,7 +451,7 @@ if first_layer > 0:
 
 # %% tags=["check:circuit_faithfulness"]
 
-# %%
+# %% mystnb={"image": {"alt": "Line plot with a log scale across: the share of the logit difference kept when only the top 2, 5, 10, 20 or 40 heads by patching effect are kept."}}
 ranked = [label for label, _ in top_heads(head_sweep.abs(), cfg.n_layers * cfg.n_heads)]
 sizes = [2, 5, 10, 20, 40]
 kept = [circuit_faithfulness(model, clean, heads_tensor(ranked[:k])).item() for k in sizes]
