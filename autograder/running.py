@@ -19,12 +19,13 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from readheads.ioi import IOIPrompts, PatchingMetric
+from readheads.sae import SAEWeights
 
 from .references import Argument, Case
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 # The named tuples a case argument may be (kind "record"), by class name.
-RECORD_TYPES = {cls.__name__: cls for cls in (IOIPrompts, PatchingMetric)}
+RECORD_TYPES = {cls.__name__: cls for cls in (IOIPrompts, PatchingMetric, SAEWeights)}
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Print the course's speed numbers (not a test: nothing here can fail on a slow machine).
 
     python benchmarks/run.py            # all
-    python benchmarks/run.py checks     # one group: checks, loading, grading, ablation, patching
+    python benchmarks/run.py checks     # one group: checks, loading, grading, ablation, patching, sae
 """
 
 import os
@@ -171,8 +171,89 @@ def bench_patching():
               f"batched {batched:6.1f} s: speed-up {loop / batched:5.1f}x, largest difference {difference:.1e}")
 
 
+def _peak_memory_mib(function) -> tuple[float, float]:
+    """(seconds, peak memory in MiB) of function(): the GPU's allocator peak on CUDA, else the
+    growth of this process's peak resident set (ru_maxrss; 0 if an earlier step peaked higher)."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    function()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**20
+    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+
+
+def bench_sae():
+    """Chapter 4: harvesting against the forward pass it stops early, and SAE training
+    against this machine's measured matrix-multiply peak (float32)."""
+    import torch
+
+    from readheads import load_model
+    from readheads.corpus import load_corpus, token_rows
+    from readheads.harvest import ActivationsInMemory, activations_at, harvest
+    from readheads.sae import SAEConfig
+    from readheads.sae_training import COURSE_SAE, TrainingConfig, train_sae
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    model = load_model("smollm2-135m", device=device, quiet=True)
+    layer, hook = COURSE_SAE["layer"], f"blocks.{COURSE_SAE['layer']}.hook_resid_pre"
+    rows = token_rows(model.tokenizer, load_corpus(n_documents=200), 128).tokens[:256 if device == "cuda" else 64]
+    torch.set_grad_enabled(False)
+    activations_at(model, rows[:8], hook)  # warm up
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def tokens_per_second(function, batch=32):
+        start = time.perf_counter()
+        for part in rows.split(batch):
+            function(part)
+        synchronize()
+        return rows[:, 1:].numel() / (time.perf_counter() - start)
+
+    full = tokens_per_second(lambda t: model(t.to(device)))
+    stopped = tokens_per_second(lambda t: activations_at(model, t, hook))
+    print(f"harvest at {hook} (layer {layer} of {model.cfg.n_layers}), smollm2-135m, {where}:")
+    print(f"  full forward pass {full:8.0f} tokens/s; stopped at the hook {stopped:8.0f} tokens/s: "
+          f"{stopped / full:.2f}x (ideal about {model.cfg.n_layers / layer:.1f}x: the embedding and "
+          "blocks before the hook are all that run)")
+    with tempfile.TemporaryDirectory() as folder:
+        seconds, peak = _peak_memory_mib(lambda: harvest(model, rows, hook, Path(folder), progress=False))
+    print(f"  harvest() to disk (float16 shards): {rows[:, 1:].numel() / seconds:8.0f} tokens/s, "
+          f"peak memory +{peak:.0f} MiB")
+
+    d_in, d_sae, batch = model.cfg.d_model, COURSE_SAE["d_sae"], COURSE_SAE["batch_size"]
+    a, b = torch.randn(batch, d_in, device=device), torch.randn(d_in, d_sae, device=device)
+    for _ in range(3):
+        a @ b
+    synchronize()
+    start, repeats = time.perf_counter(), 20
+    for _ in range(repeats):
+        a @ b
+    synchronize()
+    peak_flops = 2 * batch * d_in * d_sae * repeats / (time.perf_counter() - start)
+    data = torch.randn(batch * 100, d_in, device=device) * 5
+    config = TrainingConfig(d_sae=d_sae, l1_coefficient=3.0, batch_size=batch, lr=1e-3,
+                            normalize_inputs=True)
+    with torch.enable_grad():
+        train_sae(ActivationsInMemory(data[:batch * 5]), config, SAEConfig(d_in=d_in, d_sae=d_sae), progress=False)
+        seconds, memory = _peak_memory_mib(lambda: train_sae(
+            ActivationsInMemory(data), config, SAEConfig(d_in=d_in, d_sae=d_sae), progress=False))
+    # Per token: encoder and decoder forward (2 matmuls), and their backward (4 matmuls).
+    flops = 6 * 2 * d_in * d_sae * len(data) / seconds
+    print(f"SAE training, {d_in} -> {d_sae} features, batch {batch}, Adam, {where}:")
+    print(f"  {len(data) / seconds:8.0f} tokens/s = {flops / 1e9:6.1f} GFLOP/s; measured matmul peak "
+          f"{peak_flops / 1e9:6.1f} GFLOP/s ({batch}x{d_in} @ {d_in}x{d_sae}): {flops / peak_flops:.0%} "
+          f"of peak; peak memory +{memory:.0f} MiB")
+
+
 GROUPS = {"checks": bench_checks, "loading": bench_loading, "grading": bench_grading,
-          "ablation": bench_ablation, "patching": bench_patching}
+          "ablation": bench_ablation, "patching": bench_patching, "sae": bench_sae}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or GROUPS:

@@ -1,0 +1,69 @@
+"""How good an SAE is: sparsity, reconstruction, and what splicing it into the model costs.
+
+- L0: features active per token (sparsity).
+- MSE and the fraction of variance explained, 1 - Σ|x - x_hat|² / Σ|x - mean(x)|².
+- Cross-entropy loss recovered: run the model with the SAE's reconstruction in place of the
+  activation (the SAE "spliced in"), and with the activation zeroed;
+  (CE_zero - CE_sae) / (CE_zero - CE_clean) is 1 for a perfect SAE and 0 for one no better
+  than deleting the activation.
+- Dead features (never fired on the tokens) and dense ones (fire on more than 10% of them).
+
+Position 0 (BOS) is left alone: the course's SAEs are trained without it.
+"""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from .harvest import activations_at
+
+DENSE_ABOVE = 0.1
+
+
+def splice_hook(replacement):
+    """A hook that replaces positions 1.. of the activation with replacement(activation)."""
+    def hook(activation, hook):
+        out = activation.clone()
+        out[:, 1:] = replacement(activation[:, 1:])
+        return out
+    return hook
+
+
+def next_token_loss(model, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
+    """The model's mean next-token cross-entropy on `tokens` (every prediction), with hooks."""
+    with torch.no_grad(), model.hooks(fwd_hooks=list(fwd_hooks)):
+        return model(tokens.to(model.cfg.device), return_type="loss")
+
+
+@torch.no_grad()
+def evaluate_sae(model, sae, tokens: torch.Tensor, batch_size: int = 16,
+                 progress: bool = True) -> dict:
+    """An SAE's metrics on `tokens` [row, pos] (see the module's docstring)."""
+    hook = sae.cfg.hook_name
+    totals = dict(l0=0.0, squared_error=0.0, count=0, clean=0.0, sae=0.0, zero=0.0)
+    sums, squares = 0.0, 0.0
+    fired = torch.zeros(sae.cfg.d_sae, device=sae.W_enc.device)
+    for batch in tqdm(tokens.split(batch_size), desc="evaluate SAE", disable=not progress):
+        x = activations_at(model, batch, hook)[:, 1:].flatten(0, 1).to(sae.W_enc.device)
+        features = sae.encode(x)
+        totals["l0"] += float((features > 0).sum())
+        totals["squared_error"] += float((sae.decode(features) - x).pow(2).sum())
+        sums = sums + x.sum(0)
+        squares += float(x.pow(2).sum())
+        totals["count"] += len(x)
+        fired += (features > 0).sum(0)
+        rows = len(batch)
+        totals["clean"] += rows * float(next_token_loss(model, batch))
+        totals["sae"] += rows * float(next_token_loss(model, batch, [(hook, splice_hook(sae))]))
+        totals["zero"] += rows * float(next_token_loss(model, batch, [(hook, splice_hook(torch.zeros_like))]))
+    n, rows = totals["count"], len(tokens)
+    variance = squares - float(sums.pow(2).sum()) / n
+    clean, with_sae, zero = (totals[k] / rows for k in ("clean", "sae", "zero"))
+    frequency = fired / n
+    return {"tokens": n, "l0": totals["l0"] / n, "mse": totals["squared_error"] / n,
+            "variance_explained": 1 - totals["squared_error"] / variance,
+            "ce_clean": clean, "ce_with_sae": with_sae, "ce_zero_ablation": zero,
+            "ce_loss_recovered": (zero - with_sae) / (zero - clean),
+            "dead_fraction": float((frequency == 0).float().mean()),
+            "dense_fraction": float((frequency > DENSE_ABOVE).float().mean())}

