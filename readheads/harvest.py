@@ -44,19 +44,22 @@ def activations_at(model, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
 
 
 def harvest(model, tokens: torch.Tensor, hook_name: str, folder: Path, *, batch_size: int = 32,
-            shard_rows: int = 1024, skip_bos: bool = True, progress: bool = True) -> dict:
+            shard_rows: int = 1024, skip_bos: bool = True, skip_special: bool = True,
+            progress: bool = True) -> dict:
     """Store the activations at `hook_name` for every row of `tokens` [row, pos] in `folder`.
 
-    skip_bos: leave out position 0 (the BOS token, whose residual stream is an outlier that
-    would dominate an SAE's loss). Returns the manifest. Running again with the same model
-    and tokens finishes an interrupted harvest and redoes nothing.
+    skip_bos: leave out position 0 (the BOS token). skip_special: leave out every special
+    token (e.g. the end-of-text token between documents). Their residual streams have norms
+    about a hundred times those of words: kept in, a few of them would make up nearly all of an
+    SAE's loss. Returns the manifest. Running again with the same model and tokens finishes an
+    interrupted harvest and redoes nothing.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {"model": model.course_info.key, "hook_name": hook_name,
               "tokens_sha256": hashlib.sha256(tokens.cpu().numpy().tobytes()).hexdigest(),
               "rows": tokens.shape[0], "context_size": tokens.shape[1], "skip_bos": skip_bos,
-              "shard_rows": shard_rows, "dtype": "float16"}
+              "skip_special": skip_special, "shard_rows": shard_rows, "dtype": "float16"}
     manifest = _read_manifest(folder)
     if manifest is not None and {k: manifest.get(k) for k in wanted} != wanted:
         differs = [k for k in wanted if manifest.get(k) != wanted[k]]
@@ -74,10 +77,10 @@ def harvest(model, tokens: torch.Tensor, hook_name: str, folder: Path, *, batch_
             continue
         parts = []
         for batch in rows.split(batch_size):
-            activation = activations_at(model, batch, hook_name)
-            parts.append((activation[:, 1:] if skip_bos else activation).half().cpu())
+            activation = activations_at(model, batch, hook_name).half().cpu()
+            parts.append(activation[kept_positions(model, batch, skip_bos, skip_special)])
             bar.update(len(batch))
-        shard = torch.cat(parts).flatten(0, 1)
+        shard = torch.cat(parts)
         save_file({"activations": shard}, str(folder / (file + ".tmp")))
         (folder / (file + ".tmp")).rename(folder / file)
         manifest["d_in"] = shard.shape[-1]
@@ -88,6 +91,17 @@ def harvest(model, tokens: torch.Tensor, hook_name: str, folder: Path, *, batch_
     manifest["tokens"] = sum(shard["tokens"] for shard in manifest["shards"])
     _write_manifest(folder, manifest)
     return manifest
+
+
+def kept_positions(model, tokens: torch.Tensor, skip_bos: bool = True,
+                   skip_special: bool = True) -> torch.Tensor:
+    """bool [row, pos]: the positions a harvest keeps (see `harvest`)."""
+    keep = torch.ones(tokens.shape, dtype=torch.bool)
+    if skip_special:
+        keep &= ~torch.isin(tokens.cpu(), torch.tensor(model.tokenizer.all_special_ids))
+    if skip_bos:
+        keep[:, 0] = False
+    return keep
 
 
 def _read_manifest(folder: Path) -> dict | None:

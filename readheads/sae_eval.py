@@ -8,7 +8,10 @@
   than deleting the activation.
 - Dead features (never fired on the tokens) and dense ones (fire on more than 10% of them).
 
-Position 0 (BOS) is left alone: the course's SAEs are trained without it.
+Position 0 (BOS) is left alone: the course's SAEs are trained without it. The activation
+statistics (L0, MSE, variance, density) count ordinary tokens only: special tokens (the
+end-of-text token between articles) have residual norms a hundred times larger and would
+dominate every sum. The spliced runs replace every position from 1 on.
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ from tqdm.auto import tqdm
 from .harvest import activations_at
 
 DENSE_ABOVE = 0.1
+
+
+def ordinary_tokens(model, tokens: torch.Tensor) -> torch.Tensor:
+    """bool, same shape as `tokens`: True where the token is not a special token."""
+    special = torch.tensor(model.tokenizer.all_special_ids, device=tokens.device)
+    return ~torch.isin(tokens, special)
 
 
 def splice_hook(replacement):
@@ -46,6 +55,7 @@ def evaluate_sae(model, sae, tokens: torch.Tensor, batch_size: int = 16,
     fired = torch.zeros(sae.cfg.d_sae, device=sae.W_enc.device)
     for batch in tqdm(tokens.split(batch_size), desc="evaluate SAE", disable=not progress):
         x = activations_at(model, batch, hook)[:, 1:].flatten(0, 1).to(sae.W_enc.device)
+        x = x[ordinary_tokens(model, batch[:, 1:]).flatten().to(x.device)]
         features = sae.encode(x)
         totals["l0"] += float((features > 0).sum())
         totals["squared_error"] += float((sae.decode(features) - x).pow(2).sum())

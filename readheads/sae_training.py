@@ -113,6 +113,7 @@ def resample_dead(sae: SparseAutoencoder, optimizer, dead: torch.Tensor, x: torc
     return n_dead
 
 
+@torch.enable_grad()  # training works inside torch.no_grad() too (notebooks turn it off)
 def train_sae(shards, config: TrainingConfig, sae_config: SAEConfig,
               progress: bool = True, log_every: int = 10) -> tuple[SparseAutoencoder, History]:
     """Train an SAE on `shards` (`ActivationShards`, or `ActivationsInMemory` for toy data)
@@ -191,6 +192,21 @@ def _unit(matrix: torch.Tensor) -> torch.Tensor:
     return matrix / matrix.norm(dim=1, keepdim=True)
 
 
+def _measure_only(args) -> None:
+    from .models import load_model
+    from .sae import SAE_DIR, load_sae_folder
+    from .sae_eval import evaluate_sae
+
+    model = load_model(args.model, device=args.device)
+    out = args.out or SAE_DIR / f"{args.model}-res-l{args.layer}"
+    sae = load_sae_folder(out, out.name, args.device)
+    _, eval_rows = course_tokens(model.tokenizer, args.context_size, args.eval_rows)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["metrics_on_held_out_rows"] = evaluate_sae(model, sae, eval_rows)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    print(json.dumps(manifest["metrics_on_held_out_rows"], indent=1))
+
+
 def main(argv=None) -> None:
     from importlib.metadata import version
 
@@ -208,7 +224,12 @@ def main(argv=None) -> None:
                         help="also train this seed's twin and record how many features match (-1: no twin)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, help="folder to write the SAE to (default: the course's)")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="only re-measure the SAE in --out (default: the course's) on the "
+                             "held-out rows and update its manifest")
     args = parser.parse_args(argv)
+    if args.measure_only:
+        return _measure_only(args)
 
     model = load_model(args.model, device=args.device)
     hook_name = f"blocks.{args.layer}.hook_resid_pre"
