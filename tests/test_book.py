@@ -26,6 +26,9 @@ pytestmark = pytest.mark.slow
 REPOSITORY = "https://github.com/example-org/attention-course"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+# Smaller sizes for the CI build (set after each chapter's parameters cell, as papermill
+# does): the same code runs, on less data. A published build uses the masters' values.
+CI_PARAMETERS = {"ch2_induction": {"ABLATION_ROWS": 1}, "ch4_saes": {"N_ROWS": 16, "TOY_EPOCHS": 20}}
 
 
 def build(book: Path, model: str = "smollm2-135m") -> subprocess.CompletedProcess:
@@ -46,9 +49,22 @@ def publish(root: Path) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(notebooks, "publishing", lambda: {"install": "", "repository": REPOSITORY})
         for chapter in registry.chapters():
-            nbformat.write(notebooks.render(ROOT, chapter, "book"), root / "book" / f"{chapter}.ipynb")
+            page = with_parameters(notebooks.render(ROOT, chapter, "book"), CI_PARAMETERS.get(chapter, {}))
+            nbformat.write(page, root / "book" / f"{chapter}.ipynb")
         for path, text in notebooks.book_index(root).items():
             path.write_text(text)
+
+
+def with_parameters(notebook, values: dict):
+    """The notebook with a cell setting `values` right after its parameters cell."""
+    if values:
+        index = next(i for i, cell in enumerate(notebook.cells)
+                     if "parameters" in cell.metadata.get("tags", []))
+        source = "# Smaller sizes for the CI build (tests/test_book.py)\n" + "".join(
+            f"{name} = {value!r}\n" for name, value in values.items())
+        cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+        notebook.cells.insert(index + 1, cell)
+    return notebook
 
 
 @pytest.fixture(scope="module")

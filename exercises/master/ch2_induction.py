@@ -39,6 +39,7 @@
 
 # %% tags=["parameters"]
 MODEL = None  # None: $COURSE_MODEL, else "gpt2-small". Offline: "smollm2-135m".
+ABLATION_ROWS = 2  # sequences in the head-ablation sweep, the chapter's slowest cell
 
 # %% tags=["setup"]
 import math
@@ -268,7 +269,7 @@ print(f"layer {layer}: one head at a time {slow_seconds:.1f} s, batched {fast_se
 # batch (the slow cell of the chapter: several minutes on a laptop CPU, seconds on a GPU).
 
 # %% mystnb={"image": {"alt": "Two layer-by-head heatmaps, red for a loss increase and blue for a decrease: how much the loss on repeated tokens rises when each head is zero-ablated or mean-ablated."}}
-sweep_tokens = tokens[:2]
+sweep_tokens = tokens[:ABLATION_ROWS]
 start = time.perf_counter()
 zero_increase = head_ablation_loss_increase(model, sweep_tokens, "zero")
 mean_increase = head_ablation_loss_increase(model, sweep_tokens, "mean")
