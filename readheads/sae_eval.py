@@ -30,11 +30,12 @@ def ordinary_tokens(model, tokens: torch.Tensor) -> torch.Tensor:
     return ~torch.isin(tokens, special)
 
 
-def splice_hook(replacement):
-    """A hook that replaces positions 1.. of the activation with replacement(activation)."""
+def splice_hook(replacement, first: int = 1):
+    """A hook that replaces positions first.. of the activation with replacement(them)
+    (default: all but BOS)."""
     def hook(activation, hook):
         out = activation.clone()
-        out[:, 1:] = replacement(activation[:, 1:])
+        out[:, first:] = replacement(activation[:, first:])
         return out
     return hook
 

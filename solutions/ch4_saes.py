@@ -12,6 +12,7 @@ import torch
 from autograder.authoring.spec import Exercise, Mistake
 from readheads.harvest import activations_at
 from readheads.sae import SAEWeights
+from readheads.sae_eval import splice_hook
 
 PURE_TOL = dict(atol=1e-5, rtol=1e-4)
 STEP_TOL = dict(atol=1e-4, rtol=1e-3)  # one optimisation step: sums over thousands of terms
@@ -855,14 +856,6 @@ def _model_cases(model, generator, **extra):
     return cases
 
 
-def _splice(replacement, positions_from=1):
-    def hook(activation, hook):
-        out = activation.clone()
-        out[:, positions_from:] = replacement(activation[:, positions_from:])
-        return out
-    return hook
-
-
 def sae_feature_activations(model, sae: SAEWeights, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
     """The SAE's feature activations at every token of `tokens` [batch, pos].
 
@@ -927,9 +920,9 @@ def _spliced_with_bos(model, sae, tokens, hook_name):
 
     clean = model(tokens, return_type="loss")
     with_sae = model.run_with_hooks(tokens, return_type="loss",
-                                    fwd_hooks=[(hook_name, _splice(reconstruct, 0))])
+                                    fwd_hooks=[(hook_name, splice_hook(reconstruct, 0))])
     zero = model.run_with_hooks(tokens, return_type="loss",
-                                fwd_hooks=[(hook_name, _splice(torch.zeros_like, 0))])
+                                fwd_hooks=[(hook_name, splice_hook(torch.zeros_like, 0))])
     return clean, with_sae, zero
 
 
@@ -978,7 +971,7 @@ def _ablation_in_reconstruction(model, sae, tokens, hook_name, feature):
 
     clean = model(tokens, return_type="loss", loss_per_token=True)
     ablated = model.run_with_hooks(tokens, return_type="loss", loss_per_token=True,
-                                   fwd_hooks=[(hook_name, _splice(reconstruct_without))])
+                                   fwd_hooks=[(hook_name, splice_hook(reconstruct_without))])
     return ablated - clean
 
 
@@ -989,7 +982,7 @@ def _ablation_unscaled(model, sae, tokens, hook_name, feature):
 
     clean = model(tokens, return_type="loss", loss_per_token=True)
     ablated = model.run_with_hooks(tokens, return_type="loss", loss_per_token=True,
-                                   fwd_hooks=[(hook_name, _splice(remove))])
+                                   fwd_hooks=[(hook_name, splice_hook(remove))])
     return ablated - clean
 
 
@@ -1032,7 +1025,7 @@ def _steer_encoder(model, sae, tokens, hook_name, feature, scale, token_ids):
         return x + scale * sae.W_enc[:, feature]
 
     clean = model(tokens)[:, -1].log_softmax(-1)
-    steered = model.run_with_hooks(tokens, fwd_hooks=[(hook_name, _splice(steer))])
+    steered = model.run_with_hooks(tokens, fwd_hooks=[(hook_name, splice_hook(steer))])
     return (steered[:, -1].log_softmax(-1) - clean)[:, token_ids]
 
 
@@ -1043,7 +1036,7 @@ def _steer_last_position(model, sae, tokens, hook_name, feature, scale, token_id
         return out
 
     clean = model(tokens)[:, -1].log_softmax(-1)
-    steered = model.run_with_hooks(tokens, fwd_hooks=[(hook_name, _splice(steer))])
+    steered = model.run_with_hooks(tokens, fwd_hooks=[(hook_name, splice_hook(steer))])
     return (steered[:, -1].log_softmax(-1) - clean)[:, token_ids]
 
 
