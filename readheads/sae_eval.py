@@ -12,6 +12,10 @@ Position 0 (BOS) is left alone: the course's SAEs are trained without it. The ac
 statistics (L0, MSE, variance, density) count ordinary tokens only: special tokens (the
 end-of-text token between articles) have residual norms a hundred times larger and would
 dominate every sum. The spliced runs replace every position from 1 on.
+
+norm_limit: an SAE trained without tokens of massive norm (`TrainingConfig.outlier_norm_ratio`)
+is measured without them too: they are left out of the statistics and kept as they are in
+the spliced run, as BOS is.
 """
 
 from __future__ import annotations
@@ -46,9 +50,16 @@ def next_token_loss(model, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
         return model(tokens.to(model.cfg.device), return_type="loss")
 
 
+def reconstruct_below(sae, norm_limit: float | None):
+    """x -> the SAE's reconstruction of x, except where |x| > norm_limit (kept as it is)."""
+    if norm_limit is None:
+        return sae
+    return lambda x: torch.where(x.norm(dim=-1, keepdim=True) > norm_limit, x, sae(x))
+
+
 @torch.no_grad()
 def evaluate_sae(model, sae, tokens: torch.Tensor, batch_size: int = 16,
-                 progress: bool = True) -> dict:
+                 norm_limit: float | None = None, progress: bool = True) -> dict:
     """An SAE's metrics on `tokens` [row, pos] (see the module's docstring)."""
     hook = sae.cfg.hook_name
     totals = dict(l0=0.0, squared_error=0.0, count=0, clean=0.0, sae=0.0, zero=0.0)
@@ -57,6 +68,7 @@ def evaluate_sae(model, sae, tokens: torch.Tensor, batch_size: int = 16,
     for batch in tqdm(tokens.split(batch_size), desc="evaluate SAE", disable=not progress):
         x = activations_at(model, batch, hook)[:, 1:].flatten(0, 1).to(sae.W_enc.device)
         x = x[ordinary_tokens(model, batch[:, 1:]).flatten().to(x.device)]
+        x = x[x.norm(dim=-1) <= norm_limit] if norm_limit is not None else x
         features = sae.encode(x)
         totals["l0"] += float((features > 0).sum())
         totals["squared_error"] += float((sae.decode(features) - x).pow(2).sum())
@@ -66,7 +78,8 @@ def evaluate_sae(model, sae, tokens: torch.Tensor, batch_size: int = 16,
         fired += (features > 0).sum(0)
         rows = len(batch)
         totals["clean"] += rows * float(next_token_loss(model, batch))
-        totals["sae"] += rows * float(next_token_loss(model, batch, [(hook, splice_hook(sae))]))
+        spliced = splice_hook(reconstruct_below(sae, norm_limit))
+        totals["sae"] += rows * float(next_token_loss(model, batch, [(hook, spliced)]))
         totals["zero"] += rows * float(next_token_loss(model, batch, [(hook, splice_hook(torch.zeros_like))]))
     n, rows = totals["count"], len(tokens)
     variance = squares - float(sums.pow(2).sum()) / n

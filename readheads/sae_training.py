@@ -40,13 +40,21 @@ class TrainingConfig:
     dead_after: int = 500_000  # tokens without firing before a feature counts as dead
     resample_every: int = 50  # steps between checks for dead features (none in the last 20%)
     normalize_inputs: bool = False  # train on activations scaled to mean norm sqrt(d_in)
+    # Leave out tokens whose norm is over this many times the median (None: keep all). Some
+    # tokens carry "massive activations" (in SmolLM2, ~0.04% of tokens at ~35x the median
+    # norm): their squared errors would outweigh all other tokens' together.
+    outlier_norm_ratio: float | None = None
+    # Decoder rows at the start: "random" directions, or "data": directions from the mean to
+    # random training tokens (features start on the data; on little data they train faster).
+    decoder_init: str = "random"
     seed: int = 0
 
 
 @dataclass
 class History:
     """Per logged step: tokens seen, losses, L0, fraction of features dead, resampled. Losses
-    are in the units trained on: activations times `input_scale`."""
+    are in the units trained on: activations times `input_scale`. left_out: tokens left out
+    for a norm over `norm_limit`."""
 
     step: list = field(default_factory=list)
     tokens: list = field(default_factory=list)
@@ -56,6 +64,8 @@ class History:
     dead_fraction: list = field(default_factory=list)
     resampled: list = field(default_factory=list)
     input_scale: float = 1.0
+    norm_limit: float | None = None
+    left_out: int = 0
 
 
 def sae_losses(sae: SparseAutoencoder, x: torch.Tensor):
@@ -67,11 +77,17 @@ def sae_losses(sae: SparseAutoencoder, x: torch.Tensor):
     return mse, l1, features
 
 
-def initialise(cfg: SAEConfig, sample: torch.Tensor, generator: torch.Generator) -> SparseAutoencoder:
-    """Random unit decoder rows, the encoder their transpose, b_dec the sample's mean."""
+def initialise(cfg: SAEConfig, sample: torch.Tensor, generator: torch.Generator,
+               decoder_init: str = "random") -> SparseAutoencoder:
+    """Unit decoder rows (random, or from the sample's mean to random sample points: see
+    `TrainingConfig.decoder_init`), the encoder their transpose, b_dec the sample's mean."""
     sae = SparseAutoencoder(cfg)
     with torch.no_grad():
-        sae.W_dec.copy_(torch.randn(cfg.d_sae, cfg.d_in, generator=generator))
+        if decoder_init == "data":
+            points = torch.randint(len(sample), (cfg.d_sae,), generator=generator)
+            sae.W_dec.copy_(sample[points.to(sample.device)].cpu() - sample.mean(0).cpu())
+        else:
+            sae.W_dec.copy_(torch.randn(cfg.d_sae, cfg.d_in, generator=generator))
         sae.normalize_decoder()
         sae.W_enc.copy_(sae.W_dec.T)
         sae.b_dec.copy_(sample.mean(0))
@@ -126,19 +142,26 @@ def train_sae(shards, config: TrainingConfig, sae_config: SAEConfig,
     generator = torch.Generator().manual_seed(config.seed)
     device = shards.device
     first = shards.shard(0)
+    norms = first.norm(dim=-1)
+    limit = config.outlier_norm_ratio * float(norms.median()) if config.outlier_norm_ratio else float("inf")
+    first = first[norms <= limit]
     scale = float(sae_config.d_in ** 0.5 / first.norm(dim=-1).mean()) if config.normalize_inputs else 1.0
-    sample = first[torch.randperm(len(first), generator=generator)[:config.batch_size * 4].to(first.device)]
-    sae = initialise(sae_config, sample * scale, generator)
+    n_sample = max(config.batch_size * 4, 2 * sae_config.d_sae)
+    sample = first[torch.randperm(len(first), generator=generator)[:n_sample].to(first.device)]
+    sae = initialise(sae_config, sample * scale, generator, config.decoder_init)
     optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr, betas=(0.9, 0.999))
     steps_per_epoch = shards.tokens // config.batch_size
     total = steps_per_epoch * config.epochs
     warmup, decay_start = int(config.l1_warmup_fraction * total), int((1 - config.lr_decay_fraction) * total)
     since_fired = torch.zeros(sae_config.d_sae, dtype=torch.long, device=device)
-    history, step, resampled = History(input_scale=scale), 0, 0
+    history = History(input_scale=scale, norm_limit=limit if config.outlier_norm_ratio else None)
+    step, resampled = 0, 0
     bar = tqdm(total=total, desc="train SAE", unit="step", disable=not progress)
     for _ in range(config.epochs):
         for x in shards.batches(config.batch_size, generator):
-            x = x * scale
+            left_out = x.norm(dim=-1) > limit
+            history.left_out += int(left_out.sum())
+            x = x[~left_out] * scale
             l1_weight = config.l1_coefficient * min(1.0, (step + 1) / max(warmup, 1))
             lr = config.lr * min(1.0, (total - step) / max(total - decay_start, 1))
             for group in optimizer.param_groups:
@@ -175,8 +198,9 @@ def train_sae(shards, config: TrainingConfig, sae_config: SAEConfig,
 
 # --- The course's SAE ----------------------------------------------------------------------
 
-COURSE_SAE = dict(model="smollm2-135m", layer=15, d_sae=4096, l1_coefficient=1.0, epochs=2,
-                  batch_size=1024, lr=1e-3, context_size=128, eval_rows=256)
+COURSE_SAE = dict(model="smollm2-135m", layer=15, d_sae=4096, l1_coefficient=2.0, epochs=2,
+                  batch_size=256, lr=5e-4, outlier_norm_ratio=10.0, decoder_init="data",
+                  context_size=128, eval_rows=256)
 MATCHED = 0.9  # decoder cosine above which two SAEs' features count as the same
 
 
@@ -202,7 +226,8 @@ def _measure_only(args) -> None:
     sae = load_sae_folder(out, out.name, args.device)
     _, eval_rows = course_tokens(model.tokenizer, args.context_size, args.eval_rows)
     manifest = json.loads((out / "manifest.json").read_text())
-    manifest["metrics_on_held_out_rows"] = evaluate_sae(model, sae, eval_rows)
+    norm_limit = (manifest.get("outliers") or {}).get("norm_limit")
+    manifest["metrics_on_held_out_rows"] = evaluate_sae(model, sae, eval_rows, norm_limit=norm_limit)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(json.dumps(manifest["metrics_on_held_out_rows"], indent=1))
 
@@ -242,7 +267,8 @@ def main(argv=None) -> None:
     shards = ActivationShards(folder, device=args.device)
     config = TrainingConfig(d_sae=args.d_sae, l1_coefficient=args.l1_coefficient, lr=args.lr,
                             batch_size=args.batch_size, epochs=args.epochs,
-                            normalize_inputs=True, seed=args.seed)
+                            outlier_norm_ratio=args.outlier_norm_ratio,
+                            decoder_init=args.decoder_init, normalize_inputs=True, seed=args.seed)
     sae_config = SAEConfig(d_in=model.cfg.d_model, d_sae=args.d_sae, metadata={
         "model_name": args.model, "hook_name": hook_name, "hook_layer": args.layer,
         "context_size": args.context_size, "prepend_bos": True, "dataset_path": "bbc-news"})
@@ -252,7 +278,7 @@ def main(argv=None) -> None:
     out = args.out or SAE_DIR / name
     sae.save(out, dtype=torch.float16)  # what is measured below is the stored SAE
     sae = load_sae_folder(out, name, args.device)
-    metrics = evaluate_sae(model, sae, eval_rows)
+    metrics = evaluate_sae(model, sae, eval_rows, norm_limit=history.norm_limit)
     twin = None
     if args.twin_seed >= 0:
         twin_sae, _ = train_sae(shards, replace(config, seed=args.twin_seed), sae_config)
@@ -268,6 +294,8 @@ def main(argv=None) -> None:
                  "training_rows": len(train_rows), "training_tokens": shards.tokens,
                  "held_out_rows": len(eval_rows), "skip_bos": True},
         "training": asdict(config), "input_scale": history.input_scale,
+        "outliers": {"norm_limit": history.norm_limit, "tokens_left_out_per_epoch":
+                     history.left_out // config.epochs},
         "metrics_on_held_out_rows": metrics, "seed_twin": twin,
         "seconds": {"harvest": round(harvest_seconds, 1), "train": round(train_seconds, 1)},
         "device": args.device, "versions": {p: version(p) for p in ("torch", "transformer_lens")},

@@ -297,6 +297,12 @@ x = activations_at(model, rows, hook)[:, 1:].flatten(0, 1)
 # Special tokens (the end-of-text token between articles) have residual norms ~100x larger
 # than words: left in, they would dominate every sum below. Measure on ordinary tokens.
 x = x[ordinary_tokens(model, rows[:, 1:]).flatten()]
+# A few ordinary tokens carry massive activations too (norms ~35x the median); the course's
+# SAE was trained without them (its manifest's "outliers"), so measure it without them.
+norm_limit = (manifest or {}).get("outliers", {}).get("norm_limit")
+if norm_limit is not None:
+    print(f"left out: {int((x.norm(dim=-1) > norm_limit).sum())} tokens with norms over {norm_limit:.0f}")
+    x = x[x.norm(dim=-1) <= norm_limit]
 features = sae_encode(x, weights)
 l0, mse, variance_explained = reconstruction_metrics(x, features @ weights.W_dec + weights.b_dec, features)
 ce = spliced_losses(model, weights, rows, hook)
@@ -309,7 +315,7 @@ if manifest is not None:
     print("measured when it was trained, on 256 held-out rows:",
           {k: round(v, 4) for k, v in manifest["metrics_on_held_out_rows"].items()})
 
-# %% mystnb={"image": {"alt": "Histogram of the SAE's features by how often they fire, on a log scale from one in a million to one: most features fire on between 0.1% and 10% of tokens."}}
+# %% mystnb={"image": {"alt": "Histogram of the SAE's features by how often they fire, on a log scale from one in a million to one (the fraction of tokens where each fires)."}}
 plt.figure(figsize=(7, 3.5))
 plt.hist(torch.log10(frequency[frequency > 0].cpu()), bins=50)
 plt.xlabel("log10(fraction of tokens where the feature fires)")
@@ -362,8 +368,12 @@ plt.show()
 
 # %%
 activations = sae_feature_activations(model, weights, rows, hook)  # [row, pos, feature]
-# Which features to read? Two ways to pick, both automatic. Position 1 (the first real token)
-# is skipped: some features fire hugely there, on any text.
+# Position 1, the first token after BOS, has a residual stream many times larger than other
+# tokens' in this model, and many features fire hardest there, whatever the text: read
+# features on the positions after it.
+reading = activations.clone()
+reading[:, :2] = 0
+# Which features to read? Two ways to pick, both automatic.
 body = activations[:, 2:].flatten(0, 1)  # [token, feature]
 fires_body = body > 0
 owner = corpus.document[held_out, 2:].flatten()  # the article each token comes from
@@ -383,7 +393,7 @@ chosen = [topic_feature] + [f for f in candidates[peak.argsort(descending=True)]
 print(f"topic feature {topic_feature}: fires most in {sections[int(f1[topic_feature].argmax())]} "
       f"articles (F1 {float(f1[topic_feature].max()):.2f})")
 for feature in chosen:
-    values, top_rows, positions = top_activations(activations[..., feature], 3)
+    values, top_rows, positions = top_activations(reading[..., feature], 3)
     promoted = feature_logit_effects(weights, feature, model.W_U).topk(5).indices
     print(f"feature {feature}: top activation {values[0]:.2f}; promotes "
           f"{model.to_str_tokens(promoted)}")
@@ -395,7 +405,7 @@ for feature in chosen:
 
 # %%
 for feature in chosen[:2]:
-    display(feature_dashboard(model, sae, feature, rows, activations[..., feature]))
+    display(feature_dashboard(model, sae, feature, rows, reading[..., feature]))
 
 # %% [markdown]
 # ## 6. Testing a feature by intervention
@@ -424,7 +434,7 @@ for feature in chosen:
 
 # %%
 feature = topic_feature
-scale = 4 * float(activations[..., feature].max())  # four times its largest activation here
+scale = 4 * float(reading[..., feature].max())  # four times its largest activation after position 1
 
 
 def add_feature(activation, hook):
@@ -451,7 +461,7 @@ print("most promoted next tokens:", model.to_str_tokens(change.topk(8).indices))
 weakest = min(effects, key=lambda f: abs(effects[f][0]))
 print(f"feature {weakest}: ablation changes the loss by {effects[weakest][0]:+.5f} nats where it "
       f"fires; its dashboard still tells a story:")
-display(feature_dashboard(model, sae, weakest, rows, activations[..., weakest], k=5))
+display(feature_dashboard(model, sae, weakest, rows, reading[..., weakest], k=5))
 
 # %% [markdown]
 # ## 7. Antipattern: "SAE features are ground truth"
@@ -530,7 +540,7 @@ for feature in chosen:
 
 # %%
 contexts = []
-values, top_rows, positions = top_activations(activations[..., chosen[0]], 5)
+values, top_rows, positions = top_activations(reading[..., chosen[0]], 5)
 for row, position in zip(top_rows.tolist(), positions.tolist()):
     text = model.to_str_tokens(rows[row, max(1, position - 10):position + 1])
     contexts.append("".join(text[:-1]) + f"[[{text[-1]}]]")
