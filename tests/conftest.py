@@ -11,6 +11,7 @@ SHARED = ROOT.parent / "shared"
 TOKENIZER_DIR = SHARED / "gpt2-tokenizer"
 ATTENTION_WEIGHTS = SHARED / "gpt2-small-attention" / "gpt2-small-attention-fp32.safetensors"
 IN_CI = os.environ.get("CI") == "true"
+SEED = 4242  # the instructor's secret seed for hidden cases in the grading tests
 
 
 def require(condition: bool, reason: str) -> None:
@@ -69,6 +70,33 @@ def gpt2_attention(gpt2_test):
     from readheads.models import load_model
 
     return load_model("gpt2-attention", device="cpu", quiet=True)
+
+
+@pytest.fixture(scope="session")
+def hidden_references(tmp_path_factory, smollm2):
+    """hidden_references(chapter): a folder holding the instructor's hidden references for
+    `chapter` (seed SEED, on the notebook model and the grader's second model), built once
+    per test run with the instructor's command. Copy it before grading into it."""
+    import subprocess
+    import sys
+
+    from autograder.authoring.notebooks import tool_env
+
+    built = {}
+
+    def folder_for(chapter: str) -> Path:
+        if chapter not in built:
+            folder = tmp_path_factory.mktemp(f"hidden-{chapter}") / "hidden_references"
+            command = [sys.executable, "-m", "autograder", "build", "--model", "smollm2-135m",
+                       "--model", "gqa-test", "--seed", str(SEED), "--chapter", chapter,
+                       "--out", str(folder)]
+            result = subprocess.run(command, cwd=ROOT, env=tool_env(), capture_output=True,
+                                    text=True, timeout=1800)
+            assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+            built[chapter] = folder
+        return built[chapter]
+
+    return folder_for
 
 
 @pytest.fixture(params=["smollm2", "gpt2_test"])

@@ -28,7 +28,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 # Smaller sizes for the CI build (set after each chapter's parameters cell, as papermill
 # does): the same code runs, on less data. A published build uses the masters' values.
-CI_PARAMETERS = {"ch2_induction": {"ABLATION_ROWS": 1}, "ch4_saes": {"N_ROWS": 16, "TOY_EPOCHS": 20}}
+CI_PARAMETERS = {"ch2_induction": {"ABLATION_ROWS": 1}, "ch3_circuits": {"N_PROMPTS": 4},
+                 "ch4_saes": {"N_ROWS": 16, "TOY_EPOCHS": 20}}
 
 
 def build(book: Path, model: str = "smollm2-135m") -> subprocess.CompletedProcess:

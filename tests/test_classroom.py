@@ -17,7 +17,7 @@ from autograder.authoring.notebooks import tool_env
 
 from .conftest import ROOT
 from .test_cli import committed_digest
-from .test_nbgrader import SEED, partly_right
+from .test_nbgrader import partly_right
 
 pytestmark = pytest.mark.slow
 CHAPTER = "ch1_attention"
@@ -34,11 +34,8 @@ def autograder(*args, cwd=ROOT):
 
 
 @pytest.fixture(scope="module")
-def hidden(tmp_path_factory, smollm2):
-    folder = tmp_path_factory.mktemp("instructor") / "hidden_references"
-    autograder("build", "--model", "smollm2-135m", "--model", "gqa-test", "--seed", str(SEED),
-               "--chapter", CHAPTER, "--out", str(folder))
-    return folder
+def hidden(hidden_references):
+    return hidden_references(CHAPTER)
 
 
 def test_grade_a_class_in_parallel_into_one_gradebook(hidden, tmp_path):

@@ -20,7 +20,6 @@ from .conftest import ROOT
 
 pytestmark = pytest.mark.slow
 N_CORRECT = 3  # carol solves the first three exercises and gets the fourth wrong
-SEED = 4242  # the instructor's secret seed for hidden cases
 # Short limits, so that the hostile submissions' endless loops cost seconds.
 LIMITS = "c.SealedGrading.check_timeout = 20\nc.SealedGrading.cell_timeout = 10\n"
 
@@ -61,17 +60,17 @@ def partly_right(notebook):
     return order[:N_CORRECT], mistake
 
 
-def make_course(tmp_path_factory, chapter, submissions_for, limits=""):
-    """A scratch nbgrader course for `chapter`: released, hidden references built, the
-    notebooks from `submissions_for(source, release)` submitted, autograded, fed back, exported."""
+def make_course(tmp_path_factory, chapter, hidden, submissions_for, limits=""):
+    """A scratch nbgrader course for `chapter`: released, the hidden references (from the
+    folder `hidden`, built by the instructor's command) in place, the notebooks from
+    `submissions_for(source, release)` submitted, autograded, fed back, exported."""
     notebook_name = f"{chapter}.ipynb"
     course = tmp_path_factory.mktemp(f"course-{chapter}")
     config = (ROOT / "exercises" / "nbgrader_config.py").read_text() + limits
     (course / "nbgrader_config.py").write_text(config)
     shutil.copytree(ROOT / "exercises" / "source" / chapter, course / "source" / chapter)
     run(course, "generate_assignment", chapter)
-    run(course, "build", "--model", "smollm2-135m", "--model", "gqa-test", "--seed", str(SEED),
-        "--chapter", chapter, "--out", str(course / "hidden_references"), module="autograder")
+    shutil.copytree(hidden, course / "hidden_references")
     source = nbformat.read(course / "source" / chapter / notebook_name, as_version=4)
     release = nbformat.read(course / "release" / chapter / notebook_name, as_version=4)
     for student, notebook in submissions_for(source, release).items():
@@ -93,7 +92,7 @@ def feedback(course, student):
 
 
 @pytest.fixture(scope="module", params=registry.chapters())
-def course(request, tmp_path_factory, smollm2):
+def course(request, tmp_path_factory, hidden_references):
     chosen = {}
 
     def submissions(source, release):
@@ -101,7 +100,8 @@ def course(request, tmp_path_factory, smollm2):
         chosen["correct"], chosen["mistake"] = partly_right(partial)
         return {"alice": source, "bob": release, "carol": partial}
 
-    return {**make_course(tmp_path_factory, request.param, submissions), **chosen}
+    hidden = hidden_references(request.param)
+    return {**make_course(tmp_path_factory, request.param, hidden, submissions), **chosen}
 
 
 def test_release_has_stubs_and_no_hidden_tests(course):

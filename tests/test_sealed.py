@@ -168,7 +168,7 @@ def filled(release, sources, added_cell=None):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, smollm2):
+def corpus(tmp_path_factory, hidden_references):
     original = REAL_RUNNING.read_bytes()
 
     def submissions(source, release):
@@ -179,7 +179,7 @@ def corpus(tmp_path_factory, smollm2):
                 "zed": source}  # graded after the others
 
     try:
-        yield make_course(tmp_path_factory, CHAPTER, submissions, LIMITS)
+        yield make_course(tmp_path_factory, CHAPTER, hidden_references(CHAPTER), submissions, LIMITS)
     finally:
         if REAL_RUNNING.read_bytes() != original:  # only if the grader failed to restore it
             REAL_RUNNING.write_bytes(original)
