@@ -22,6 +22,15 @@ from autograder.running import materialize  # noqa: E402
 from readheads import load_model  # noqa: E402
 
 
+def to_device(value, device: str):
+    """A tensor, or a record of tensors (e.g. SAEWeights), on `device`; anything else as is."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(to_device(part, device) for part in value))
+    return value
+
+
 def main(device: str, model_name: str) -> int:
     model = load_model(model_name, device=device)
     failures = 0
@@ -32,8 +41,7 @@ def main(device: str, model_name: str) -> int:
             worst = 0.0
             for case in refs.cases:
                 kwargs = materialize(case.arguments, model if exercise.needs_model else None)
-                kwargs = {k: v.to(device) if isinstance(v, torch.Tensor) else v
-                          for k, v in kwargs.items()}
+                kwargs = {k: to_device(v, device) for k, v in kwargs.items()}
                 with torch.no_grad():
                     answer = outputs_of(exercise, exercise.solution(**kwargs))
                 for name, expected in case.expected.items():

@@ -191,7 +191,8 @@ def _peak_memory_mib(function) -> tuple[float, float]:
 
 def bench_sae():
     """Chapter 4: harvesting against the forward pass it stops early, and SAE training
-    against this machine's measured matrix-multiply peak (float32)."""
+    against this machine's measured matrix-multiply peak (float32). BENCH_MODEL picks the
+    model (default smollm2-135m; gpt2-test is GPT-2 small's shape with random weights)."""
     import torch
 
     from readheads import load_model
@@ -202,9 +203,11 @@ def bench_sae():
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    model = load_model("smollm2-135m", device=device, quiet=True)
-    layer, hook = COURSE_SAE["layer"], f"blocks.{COURSE_SAE['layer']}.hook_resid_pre"
-    rows = token_rows(model.tokenizer, load_corpus(n_documents=200), 128).tokens[:256 if device == "cuda" else 64]
+    name = os.environ.get("BENCH_MODEL", "smollm2-135m")
+    model = load_model(name, device=device, quiet=True)
+    layer = COURSE_SAE["layer"] if name == COURSE_SAE["model"] else model.cfg.n_layers // 2
+    hook = f"blocks.{layer}.hook_resid_pre"
+    rows = token_rows(model.tokenizer, load_corpus(n_documents=400), 128).tokens[:512 if device == "cuda" else 64]
     torch.set_grad_enabled(False)
     activations_at(model, rows[:8], hook)  # warm up
     synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -218,7 +221,7 @@ def bench_sae():
 
     full = tokens_per_second(lambda t: model(t.to(device)))
     stopped = tokens_per_second(lambda t: activations_at(model, t, hook))
-    print(f"harvest at {hook} (layer {layer} of {model.cfg.n_layers}), smollm2-135m, {where}:")
+    print(f"harvest at {hook} (layer {layer} of {model.cfg.n_layers}), {name}, {where}:")
     print(f"  full forward pass {full:8.0f} tokens/s; stopped at the hook {stopped:8.0f} tokens/s: "
           f"{stopped / full:.2f}x (ideal about {model.cfg.n_layers / layer:.1f}x: the embedding and "
           "blocks before the hook are all that run)")
@@ -227,29 +230,31 @@ def bench_sae():
     print(f"  harvest() to disk (float16 shards): {rows[:, 1:].numel() / seconds:8.0f} tokens/s, "
           f"peak memory +{peak:.0f} MiB")
 
-    d_in, d_sae, batch = model.cfg.d_model, COURSE_SAE["d_sae"], COURSE_SAE["batch_size"]
-    a, b = torch.randn(batch, d_in, device=device), torch.randn(d_in, d_sae, device=device)
-    for _ in range(3):
-        a @ b
-    synchronize()
-    start, repeats = time.perf_counter(), 20
-    for _ in range(repeats):
-        a @ b
-    synchronize()
-    peak_flops = 2 * batch * d_in * d_sae * repeats / (time.perf_counter() - start)
-    data = torch.randn(batch * 100, d_in, device=device) * 5
-    config = TrainingConfig(d_sae=d_sae, l1_coefficient=3.0, batch_size=batch, lr=1e-3,
-                            normalize_inputs=True)
-    with torch.enable_grad():
-        train_sae(ActivationsInMemory(data[:batch * 5]), config, SAEConfig(d_in=d_in, d_sae=d_sae), progress=False)
-        seconds, memory = _peak_memory_mib(lambda: train_sae(
-            ActivationsInMemory(data), config, SAEConfig(d_in=d_in, d_sae=d_sae), progress=False))
-    # Per token: encoder and decoder forward (2 matmuls), and their backward (4 matmuls).
-    flops = 6 * 2 * d_in * d_sae * len(data) / seconds
-    print(f"SAE training, {d_in} -> {d_sae} features, batch {batch}, Adam, {where}:")
-    print(f"  {len(data) / seconds:8.0f} tokens/s = {flops / 1e9:6.1f} GFLOP/s; measured matmul peak "
-          f"{peak_flops / 1e9:6.1f} GFLOP/s ({batch}x{d_in} @ {d_in}x{d_sae}): {flops / peak_flops:.0%} "
-          f"of peak; peak memory +{memory:.0f} MiB")
+    d_in, d_sae = model.cfg.d_model, COURSE_SAE["d_sae"]
+    print(f"SAE training, {d_in} -> {d_sae} features, Adam, float32, {where}:")
+    for batch in sorted({COURSE_SAE["batch_size"], 4096}):
+        a, b = torch.randn(batch, d_in, device=device), torch.randn(d_in, d_sae, device=device)
+        for _ in range(3):
+            a @ b
+        synchronize()
+        start, repeats = time.perf_counter(), 20 if device == "cpu" else 200
+        for _ in range(repeats):
+            a @ b
+        synchronize()
+        peak_flops = 2 * batch * d_in * d_sae * repeats / (time.perf_counter() - start)
+        data = torch.randn(batch * (20 if device == "cpu" else 400), d_in, device=device) * 5
+        config = TrainingConfig(d_sae=d_sae, l1_coefficient=3.0, batch_size=batch, lr=1e-3,
+                                normalize_inputs=True)
+        with torch.enable_grad():
+            train_sae(ActivationsInMemory(data[:batch * 5]), config, SAEConfig(d_in=d_in, d_sae=d_sae), progress=False)
+            seconds, memory = _peak_memory_mib(lambda: train_sae(
+                ActivationsInMemory(data), config, SAEConfig(d_in=d_in, d_sae=d_sae), progress=False))
+        # Per token, five matmuls of d_in x d_sae: encoder and decoder forward, the decoder's
+        # gradients (input and weight) and the encoder's weight gradient (the input needs none).
+        flops = 5 * 2 * d_in * d_sae * len(data) / seconds
+        print(f"  batch {batch:5d}: {len(data) / seconds:9.0f} tokens/s = {flops / 1e9:7.1f} GFLOP/s; "
+              f"matmul peak {peak_flops / 1e9:7.1f} GFLOP/s ({batch}x{d_in} @ {d_in}x{d_sae}): "
+              f"{flops / peak_flops:.0%} of peak; peak memory +{memory:.0f} MiB")
 
 
 GROUPS = {"checks": bench_checks, "loading": bench_loading, "grading": bench_grading,
