@@ -112,8 +112,10 @@ def resample_dead(sae: SparseAutoencoder, optimizer, dead: torch.Tensor, x: torc
     if n_dead == 0:
         return 0
     error = (sae(x) - x).pow(2).sum(-1)
-    chosen = torch.multinomial(error / error.sum(), n_dead, replacement=True,
+    # Drawn on the CPU (the generator's device): the same draws on every device.
+    chosen = torch.multinomial((error / error.sum()).cpu(), n_dead, replacement=True,
                                generator=generator) if error.sum() > 0 else torch.arange(n_dead)
+    chosen = chosen.to(x.device)
     directions = x[chosen] - sae.b_dec
     directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-8)
     live = ~dead

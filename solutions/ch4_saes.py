@@ -500,7 +500,8 @@ def resample_dead_features(x: torch.Tensor, x_hat: torch.Tensor, sae: SAEWeights
 
     dead: bool [d_sae]. Draw one input per dead feature (in order of their indices), with
     replacement, with probability proportional to its squared reconstruction error
-    |x - x_hat|²: ``torch.multinomial(errors, n_dead, replacement=True,
+    |x - x_hat|², drawn on the CPU so that every device draws the same inputs:
+    ``torch.multinomial(errors.cpu(), n_dead, replacement=True,
     generator=torch.Generator().manual_seed(seed))``. For a dead feature given input x_i:
     its decoder row becomes (x_i - b_dec) normalised to unit length; its encoder column the
     same direction times 0.2 × the mean norm of the live features' encoder columns; its
@@ -508,8 +509,8 @@ def resample_dead_features(x: torch.Tensor, x_hat: torch.Tensor, sae: SAEWeights
     """
     ### BEGIN SOLUTION
     errors = (x - x_hat).pow(2).sum(-1)
-    chosen = torch.multinomial(errors, int(dead.sum()), replacement=True,
-                               generator=torch.Generator().manual_seed(seed))
+    chosen = torch.multinomial(errors.cpu(), int(dead.sum()), replacement=True,
+                               generator=torch.Generator().manual_seed(seed)).to(x.device)
     directions = x[chosen] - sae.b_dec
     directions = directions / directions.norm(dim=1, keepdim=True)
     scale = 0.2 * sae.W_enc[:, ~dead].norm(dim=0).mean()
@@ -522,9 +523,9 @@ def resample_dead_features(x: torch.Tensor, x_hat: torch.Tensor, sae: SAEWeights
 
 
 def _resample_variant(x, x_hat, sae, dead, seed, uniform=False, centre=True, scale_by=0.2):
-    errors = torch.ones(len(x)) if uniform else (x - x_hat).pow(2).sum(-1)
+    errors = torch.ones(len(x)) if uniform else (x - x_hat).pow(2).sum(-1).cpu()
     chosen = torch.multinomial(errors, int(dead.sum()), replacement=True,
-                               generator=torch.Generator().manual_seed(seed))
+                               generator=torch.Generator().manual_seed(seed)).to(x.device)
     directions = x[chosen] - (sae.b_dec if centre else 0)
     directions = directions / directions.norm(dim=1, keepdim=True)
     scale = scale_by * sae.W_enc[:, ~dead].norm(dim=0).mean()
