@@ -172,21 +172,29 @@ def bench_patching():
 
 
 def _peak_memory_mib(function) -> tuple[float, float]:
-    """(seconds, peak memory in MiB) of function(): the GPU's allocator peak on CUDA, else the
-    growth of this process's peak resident set (ru_maxrss; 0 if an earlier step peaked higher)."""
-    import resource
-
+    """(seconds, peak memory in MiB) of function(): the GPU allocator's peak on CUDA; on the
+    CPU, this process's peak resident set during the call above what it held before (Linux:
+    the peak is reset through /proc/self/clear_refs)."""
     import torch
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = _resident_mib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current resident set
     start = time.perf_counter()
     function()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**20
-    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    return time.perf_counter() - start, _resident_mib("VmHWM") - before
+
+
+def _resident_mib(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak since the last reset) of this process, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
 
 
 def bench_sae():

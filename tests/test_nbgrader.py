@@ -73,8 +73,10 @@ def make_course(tmp_path_factory, chapter, hidden, submissions_for, limits=""):
     shutil.copytree(hidden, course / "hidden_references")
     source = nbformat.read(course / "source" / chapter / notebook_name, as_version=4)
     release = nbformat.read(course / "release" / chapter / notebook_name, as_version=4)
-    for student, notebook in submissions_for(source, release).items():
-        run(course, "db", "student", "add", student)
+    submissions = submissions_for(source, release)
+    (course / "students.csv").write_text("id\n" + "".join(f"{s}\n" for s in submissions))
+    run(course, "db", "student", "import", "students.csv")
+    for student, notebook in submissions.items():
         folder = course / "submitted" / student / chapter
         folder.mkdir(parents=True)
         nbformat.write(notebook, folder / notebook_name)
