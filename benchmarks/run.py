@@ -1,7 +1,8 @@
 """Print the course's speed numbers (not a test: nothing here can fail on a slow machine).
 
     python benchmarks/run.py            # all
-    python benchmarks/run.py checks     # one group: checks, loading, grading, ablation, patching, sae
+    python benchmarks/run.py checks     # one group: checks, loading, grading, ablation, patching,
+                                        # sae, discovery
 """
 
 import os
@@ -265,8 +266,51 @@ def bench_sae():
               f"{flops / peak_flops:.0%} of peak; peak memory +{memory:.0f} MiB")
 
 
+def bench_discovery():
+    """Chapter 5: attribution patching against the exact sweeps it estimates (Chapter 3's,
+    batched), and one pruning search, on the GPU when there is one. BENCH_MODEL picks the
+    model (default smollm2-135m)."""
+    import torch
+
+    from readheads import load_model
+    from readheads.ioi import patching_setup
+    from readheads.sweeps import head_output_sweep, layer_output_sweep, residual_sweep
+    from solutions.ch5_discovery import (attribution_head_outputs, attribution_layer_outputs,
+                                         attribution_residual, pearson_correlation, prune_heads)
+
+    torch.set_grad_enabled(False)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    name = os.environ.get("BENCH_MODEL", "smollm2-135m")
+    model = load_model(name, device=device, quiet=True)
+    where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    clean, corrupted, metric = patching_setup(model, 8, 0)
+    print(f"attribution patching against exact activation patching, {name}, 8 prompts, on {where}:")
+
+    def timed(function):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = function(model, clean, corrupted, metric)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return result.cpu(), time.perf_counter() - start
+
+    attribution_head_outputs(model, clean, corrupted, metric)  # warm up
+    for label, exact_sweep, attribution in (("residual stream", residual_sweep, attribution_residual),
+                                            ("layer outputs", layer_output_sweep, attribution_layer_outputs),
+                                            ("head outputs", head_output_sweep, attribution_head_outputs)):
+        (exact, exact_seconds), (estimate, seconds) = timed(exact_sweep), timed(attribution)
+        print(f"  {label:16s} exact {exact_seconds:6.1f} s, attribution {seconds:5.2f} s: "
+              f"{exact_seconds / seconds:5.1f}x faster; correlation {float(pearson_correlation(exact, estimate)):.3f}")
+    layers = list(range(model.cfg.n_layers))
+    circuit, seconds = timed(lambda *args: prune_heads(*args, 0.02, layers))
+    print(f"  pruning all {model.cfg.n_layers * model.cfg.n_heads} heads at threshold 0.02: {seconds:.1f} s, "
+          f"{int(circuit.sum())} heads kept")
+
+
 GROUPS = {"checks": bench_checks, "loading": bench_loading, "grading": bench_grading,
-          "ablation": bench_ablation, "patching": bench_patching, "sae": bench_sae}
+          "ablation": bench_ablation, "patching": bench_patching, "sae": bench_sae,
+          "discovery": bench_discovery}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or GROUPS:

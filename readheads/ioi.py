@@ -125,3 +125,65 @@ class PatchingMetric(NamedTuple):
         final = logits[rows, self.end_pos.to(logits.device)]
         diff = final[rows, self.io_ids.to(logits.device)] - final[rows, self.s_ids.to(logits.device)]
         return (diff.mean() - self.corrupted.to(logits.device)) / (self.clean - self.corrupted).to(logits.device)
+
+
+# --- Ready-made datasets, for the chapters after Chapter 3 (which builds these itself) -----
+
+
+def ioi_prompts(model, n_prompts: int, seed: int, families=("ABBA", "BABA")) -> IOIPrompts:
+    """`n_prompts` seeded IOI prompts as an `IOIPrompts` batch on the model's device: BOS,
+    then each prompt, right-padded with the pad token (Chapter 3's `ioi_dataset`)."""
+    tokenizer = model.tokenizer
+    prompts = draw_prompts(tokenizer, n_prompts, seed, families)
+    rows = [[tokenizer.bos_token_id] + tokenizer.encode(p.text, add_special_tokens=False) for p in prompts]
+    length = max(len(row) for row in rows)
+    tokens = torch.tensor([row + [tokenizer.pad_token_id] * (length - len(row)) for row in rows])
+    io_ids = [tokenizer.encode(" " + p.io, add_special_tokens=False)[0] for p in prompts]
+    s_ids = [tokenizer.encode(" " + p.s, add_special_tokens=False)[0] for p in prompts]
+    io_pos = [row.index(io) for row, io in zip(rows, io_ids)]
+    s1_pos = [row.index(s) for row, s in zip(rows, s_ids)]
+    s2_pos = [row.index(s, first + 1) for row, s, first in zip(rows, s_ids, s1_pos)]
+    columns = [torch.tensor(c) for c in (io_ids, s_ids, io_pos, s1_pos, s2_pos,
+                                         [len(row) - 1 for row in rows], [p.template for p in prompts])]
+    return IOIPrompts(*(c.to(model.cfg.device) for c in [tokens] + columns))
+
+
+def corrupted_prompts(model, clean: IOIPrompts, kind: str, seed: int) -> IOIPrompts:
+    """A corrupted copy of `clean` (answers and positions unchanged; Chapter 3's
+    `corrupted_tokens`). kind "abc": the subject's second mention becomes a third name, drawn
+    with a generator seeded `seed`; "swapped": the IO and subject names trade places."""
+    tokens = clean.tokens.clone()
+    rows = torch.arange(tokens.shape[0], device=tokens.device)
+    if kind == "swapped":
+        tokens[rows, clean.io_pos] = clean.s_ids
+        tokens[rows, clean.s1_pos] = clean.io_ids
+        tokens[rows, clean.s2_pos] = clean.io_ids
+    elif kind == "abc":
+        generator = torch.Generator().manual_seed(seed)
+        names = name_token_ids(model.tokenizer).tolist()
+        for row, (io, s) in enumerate(zip(clean.io_ids.tolist(), clean.s_ids.tolist())):
+            others = [n for n in names if n not in (io, s)]
+            tokens[row, clean.s2_pos[row]] = others[int(torch.randint(len(others), (1,), generator=generator))]
+    else:
+        raise ValueError(f"kind must be 'abc' or 'swapped', not {kind!r}")
+    return clean._replace(tokens=tokens)
+
+
+def mean_logit_diff(logits: torch.Tensor, prompts: IOIPrompts) -> torch.Tensor:
+    """The mean over prompts of logit(IO) - logit(S) at each prompt's last token."""
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    final = logits[rows, prompts.end_pos]
+    return (final[rows, prompts.io_ids] - final[rows, prompts.s_ids]).mean()
+
+
+@torch.no_grad()
+def patching_setup(model, n_prompts: int, seed: int, kind: str = "abc", families=("ABBA", "BABA")):
+    """(clean, corrupted, metric): `n_prompts` IOI prompts, a corrupted copy (prompts drawn
+    with `seed`, the corruption with seed + 1) and the normalised logit difference between
+    them (`PatchingMetric`: 1 on the clean run, 0 on the corrupted one)."""
+    clean = ioi_prompts(model, n_prompts, seed, families)
+    corrupted = corrupted_prompts(model, clean, kind, seed + 1)
+    metric = PatchingMetric(clean.io_ids, clean.s_ids, clean.end_pos,
+                            mean_logit_diff(model(clean.tokens), clean),
+                            mean_logit_diff(model(corrupted.tokens), clean))
+    return clean, corrupted, metric

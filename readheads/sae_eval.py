@@ -59,8 +59,12 @@ def reconstruct_below(sae, norm_limit: float | None):
 
 @torch.no_grad()
 def evaluate_sae(model, sae, tokens: torch.Tensor, batch_size: int = 16,
-                 norm_limit: float | None = None, progress: bool = True) -> dict:
-    """An SAE's metrics on `tokens` [row, pos] (see the module's docstring)."""
+                 norm_limit: float | None = None, progress: bool = True,
+                 baseline: dict | None = None) -> dict:
+    """An SAE's metrics on `tokens` [row, pos] (see the module's docstring).
+
+    baseline: metrics of another SAE on the same tokens, whose clean and zero-ablation losses
+    are reused instead of recomputed (they do not depend on the SAE)."""
     hook = sae.cfg.hook_name
     totals = dict(l0=0.0, squared_error=0.0, count=0, clean=0.0, sae=0.0, zero=0.0)
     sums, squares = 0.0, 0.0
@@ -77,13 +81,17 @@ def evaluate_sae(model, sae, tokens: torch.Tensor, batch_size: int = 16,
         totals["count"] += len(x)
         fired += (features > 0).sum(0)
         rows = len(batch)
-        totals["clean"] += rows * float(next_token_loss(model, batch))
         spliced = splice_hook(reconstruct_below(sae, norm_limit))
         totals["sae"] += rows * float(next_token_loss(model, batch, [(hook, spliced)]))
-        totals["zero"] += rows * float(next_token_loss(model, batch, [(hook, splice_hook(torch.zeros_like))]))
+        if baseline is None:
+            totals["clean"] += rows * float(next_token_loss(model, batch))
+            zeroed = splice_hook(torch.zeros_like)
+            totals["zero"] += rows * float(next_token_loss(model, batch, [(hook, zeroed)]))
     n, rows = totals["count"], len(tokens)
     variance = squares - float(sums.pow(2).sum()) / n
     clean, with_sae, zero = (totals[k] / rows for k in ("clean", "sae", "zero"))
+    if baseline is not None:
+        clean, zero = baseline["ce_clean"], baseline["ce_zero_ablation"]
     frequency = fired / n
     return {"tokens": n, "l0": totals["l0"] / n, "mse": totals["squared_error"] / n,
             "variance_explained": 1 - totals["squared_error"] / variance,

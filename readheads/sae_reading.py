@@ -52,6 +52,32 @@ def context_html(model, tokens: torch.Tensor, activations: torch.Tensor, positio
     return "".join(spans)
 
 
+def top_contexts_html(model, tokens: torch.Tensor, activations: torch.Tensor, k: int) -> str:
+    """The k contexts where a feature (activations [row, pos]; BOS skipped) fires hardest,
+    as table rows: the activation, then the shaded context."""
+    body = activations[:, 1:]
+    count = min(k, int((body > 0).sum()))
+    if not count:
+        return "<tr><td></td><td><i>never fires on these tokens</i></td></tr>"
+    values, flat = body.flatten().topk(count)
+    rows_html = ""
+    for value, index in zip(values.tolist(), flat.tolist()):
+        row, position = index // body.shape[1], index % body.shape[1] + 1
+        rows_html += (f'<tr><td style="text-align:right;padding-right:8px">{value:.3g}</td>'
+                      f'<td style="font-family:monospace;white-space:pre-wrap">'
+                      f'{context_html(model, tokens[row], activations[row], position)}</td></tr>')
+    return rows_html
+
+
+def contexts_table(model, tokens: torch.Tensor, features: dict[str, torch.Tensor], k: int = 3):
+    """Related features side by side: for each (title -> activations [row, pos]), its k top
+    contexts. To see, say, how one feature of a small SAE splits in a larger one."""
+    sections = "".join(f'<tr><th colspan="2" style="text-align:left;padding-top:6px">'
+                       f'{html.escape(title)}</th></tr>{top_contexts_html(model, tokens, acts, k)}'
+                       for title, acts in features.items())
+    return _Html(f'<table style="font-size:13px">{sections}</table>')
+
+
 def feature_dashboard(model, sae, feature: int, tokens: torch.Tensor, activations: torch.Tensor,
                       k: int = 8, n_logits: int = 8, title: str | None = None):
     """One feature's dashboard.
@@ -63,15 +89,7 @@ def feature_dashboard(model, sae, feature: int, tokens: torch.Tensor, activation
     """
     body = activations[:, 1:]
     frequency = float((body > 0).float().mean())
-    count = min(k, int((body > 0).sum()))
-    rows_html = ""
-    if count:
-        values, flat = body.flatten().topk(count)
-        for value, index in zip(values.tolist(), flat.tolist()):
-            row, position = index // body.shape[1], index % body.shape[1] + 1
-            rows_html += (f'<tr><td style="text-align:right;padding-right:8px">{value:.3g}</td>'
-                          f'<td style="font-family:monospace;white-space:pre-wrap">'
-                          f'{context_html(model, tokens[row], activations[row], position)}</td></tr>')
+    rows_html = top_contexts_html(model, tokens, activations, k) if (body > 0).any() else ""
     effects = sae.W_dec[feature].to(model.W_U.device) @ model.W_U
     up, down = effects.topk(n_logits), effects.topk(n_logits, largest=False)
 

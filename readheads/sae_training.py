@@ -8,6 +8,9 @@ zero and the learning rate decayed to zero at the end; and dead features (not fi
 
     python -m readheads.sae_training            harvest (cached, resumable), train and write
                                                 the course's SAE with its manifest
+    python -m readheads.sae_training --d-sae 1024 --name smollm2-135m-res-l15-1k \
+        --twin-seed -1 --l1-sweep 0.5,1,4,8     the course's smaller SAE, and the L0-MSE
+                                                trade-off of its recipe across L1 coefficients
 """
 
 from __future__ import annotations
@@ -224,7 +227,7 @@ def _measure_only(args) -> None:
     from .sae_eval import evaluate_sae
 
     model = load_model(args.model, device=args.device)
-    out = args.out or SAE_DIR / f"{args.model}-res-l{args.layer}"
+    out = args.out or SAE_DIR / (args.name or f"{args.model}-res-l{args.layer}")
     sae = load_sae_folder(out, out.name, args.device)
     _, eval_rows = course_tokens(model.tokenizer, args.context_size, args.eval_rows)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -249,8 +252,13 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--twin-seed", type=int, default=1,
                         help="also train this seed's twin and record how many features match (-1: no twin)")
+    parser.add_argument("--l1-sweep", type=lambda text: [float(v) for v in text.split(",")],
+                        default=[], help="also train at these L1 coefficients (comma-separated) "
+                                         "and record their metrics: the L0-MSE trade-off")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", type=Path, help="folder to write the SAE to (default: the course's)")
+    parser.add_argument("--name", help="the SAE's name (default: MODEL-res-lLAYER)")
+    parser.add_argument("--out", type=Path, help="folder to write the SAE to (default: the "
+                                                 "course's folder of that name)")
     parser.add_argument("--measure-only", action="store_true",
                         help="only re-measure the SAE in --out (default: the course's) on the "
                              "held-out rows and update its manifest")
@@ -260,7 +268,7 @@ def main(argv=None) -> None:
 
     model = load_model(args.model, device=args.device)
     hook_name = f"blocks.{args.layer}.hook_resid_pre"
-    name = f"{args.model}-res-l{args.layer}"
+    name = args.name or f"{args.model}-res-l{args.layer}"
     train_rows, eval_rows = course_tokens(model.tokenizer, args.context_size, args.eval_rows)
     folder = cache_dir() / "harvests" / f"{model.course_info.key}-{hook_name}-{args.context_size}"
     started = time.perf_counter()
@@ -289,6 +297,11 @@ def main(argv=None) -> None:
         twin = {"seed": args.twin_seed, "matched_above": MATCHED,
                 "fraction_matched": float((best > MATCHED).float().mean()),
                 "mean_best_cosine": float(best.mean())}
+    sweep = [{"l1_coefficient": args.l1_coefficient, **metrics}]
+    for l1_coefficient in args.l1_sweep:
+        swept, _ = train_sae(shards, replace(config, l1_coefficient=l1_coefficient), sae_config)
+        sweep.append({"l1_coefficient": l1_coefficient, **evaluate_sae(
+            model, swept, eval_rows, norm_limit=history.norm_limit, baseline=metrics)})
     manifest = {
         "name": name, "fingerprint": sae.course_info.fingerprint, "model": model.course_info.key,
         "hook_name": hook_name,
@@ -299,6 +312,7 @@ def main(argv=None) -> None:
         "outliers": {"norm_limit": history.norm_limit, "tokens_left_out_per_epoch":
                      history.left_out // config.epochs},
         "metrics_on_held_out_rows": metrics, "seed_twin": twin,
+        "l1_sweep": sorted(sweep, key=lambda run: run["l1_coefficient"]) if args.l1_sweep else None,
         "seconds": {"harvest": round(harvest_seconds, 1), "train": round(train_seconds, 1)},
         "device": args.device, "versions": {p: version(p) for p in ("torch", "transformer_lens")},
         "command": "python -m readheads.sae_training " + " ".join(sys.argv[1:] if argv is None else argv),

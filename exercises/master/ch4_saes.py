@@ -54,9 +54,9 @@ from autograder import check
 from readheads import load_model, show_model
 from readheads.corpus import load_corpus, token_rows
 from readheads.harvest import ActivationsInMemory, activations_at
-from readheads.sae import SAEConfig, SAEWeights, default_sae, weights_of
+from readheads.sae import SAEConfig, SAEWeights, committed_saes, default_sae, load_sae, weights_of
 from readheads.sae_eval import ordinary_tokens
-from readheads.sae_reading import LLMLabeller, best_label, feature_dashboard, generate
+from readheads.sae_reading import LLMLabeller, best_label, contexts_table, feature_dashboard, generate
 from readheads.sae_training import TrainingConfig, train_sae
 
 # %%
@@ -347,6 +347,40 @@ plt.title("The L0-MSE trade-off (toy SAEs)")
 plt.show()
 
 # %% [markdown]
+# The same trade-off on the model. The course ships a smaller SAE beside the main one (1,024
+# features, the same recipe), and its training run swept the L1 coefficient: five SAEs, each
+# measured on the same 256 held-out rows (its manifest; `python -m readheads.sae_training`
+# with `--l1-sweep`). Nothing is trained here.
+
+# %% mystnb={"image": {"alt": "Two panels for SAEs on the model's residual stream, 1,024 features trained with five L1 coefficients plus the course's 4,096-feature SAE: MSE against L0 (error falls as L0 rises) and cross-entropy loss recovered against L0."}}
+small_name = f"{sae.course_info.name}-1k"
+small = load_sae(small_name, model.cfg.device) if small_name in committed_saes() else None
+if small is None or not small.manifest.get("l1_sweep"):
+    print(f"no L1 sweep for {sae.course_info.name} (the course trains one for its own SAE, on "
+          f"the offline model): see the toy plot above")
+else:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    sweep_runs = small.manifest["l1_sweep"]
+    main_metrics = manifest["metrics_on_held_out_rows"]
+    for ax, key, label in [(axes[0], "mse", "MSE"), (axes[1], "ce_loss_recovered", "CE loss recovered")]:
+        ax.plot([run["l0"] for run in sweep_runs], [run[key] for run in sweep_runs], "o-",
+                label=f"{small.cfg.d_sae:,} features")
+        for run in sweep_runs:
+            ax.annotate(f"λ={run['l1_coefficient']:g}", (run["l0"], run[key]), fontsize=8)
+        ax.plot(main_metrics["l0"], main_metrics[key], "s", label=f"{sae.cfg.d_sae:,} features (λ=2)")
+        ax.set_xscale("log")
+        ax.set_xlabel("L0")
+        ax.set_ylabel(label)
+    axes[0].legend()
+    fig.suptitle("The L0-MSE trade-off on the model (256 held-out rows)")
+    plt.tight_layout()
+    plt.show()
+    for run in sweep_runs:
+        print(f"λ={run['l1_coefficient']:<4g} L0 {run['l0']:6.1f}, variance explained "
+              f"{run['variance_explained']:.1%}, CE loss recovered {run['ce_loss_recovered']:.1%}, "
+              f"dead {run['dead_fraction']:.1%}")
+
+# %% [markdown]
 # ## 5. Reading a feature
 #
 # A feature is a hypothesis until it is read. Three kinds of evidence: **where it fires**
@@ -505,6 +539,67 @@ if twin:
 # (its training manifest; `python -m readheads.sae_training` trains both). Where few features
 # have a twin, a feature you read is one SAE's cut of the space, not *the* feature: check that
 # another SAE finds it before building on it.
+#
+# **Two sizes on the model.** Give each feature of the 4,096-feature SAE a *parent*: its
+# nearest feature (by decoder cosine) in the 1,024-feature SAE trained the same way. A parent
+# with several close children has **split**: the larger dictionary cut its direction into
+# narrower ones. Read a parent beside its children:
+
+# %%
+SPLIT_COSINE = 0.6  # a child's decoder cosine with its parent at least this
+if small is None:
+    print(f"no smaller SAE for {sae.course_info.name}: the course ships one for its own SAE")
+else:
+    to_parent, parent = match_features(sae.W_dec, small.W_dec)  # for each of the 4,096 features
+    to_large, _ = match_features(small.W_dec, sae.W_dec)  # for each of the 1,024
+    child = to_parent >= SPLIT_COSINE
+    n_children = torch.bincount(parent[child], minlength=small.cfg.d_sae)
+    print(f"{(to_large > 0.9).float().mean():.1%} of the {small.cfg.d_sae:,} features have a near "
+          f"copy (cosine > 0.9) among the {sae.cfg.d_sae:,}; {child.float().mean():.0%} of the "
+          f"{sae.cfg.d_sae:,} have a parent at cosine >= {SPLIT_COSINE}")
+    print("parents by number of children:", {n: int((n_children == n).sum()) for n in range(5)},
+          f"5 or more: {int((n_children >= 5).sum())}")
+    small_reading = sae_feature_activations(model, weights_of(small), rows, hook)
+    small_reading[:, :2] = 0  # read after position 1, as above
+    small_fires = (small_reading > 0).flatten(0, 1)  # [token, 1,024 features]
+    large_fires = (reading > 0).flatten(0, 1)  # [token, 4,096 features]
+
+    def split_measures(parent_feature):
+        """For a parent's children that fire here: the share of each child's tokens where the
+        parent fires too, and the mean Jaccard overlap between the children's tokens."""
+        kids = torch.where(child & (parent == parent_feature) & large_fires.any(0))[0]
+        fires = large_fires[:, kids].float()  # [token, child]
+        inside = (fires * small_fires[:, parent_feature, None]).sum(0) / fires.sum(0)
+        shared = fires.T @ fires
+        jaccard = shared / (fires.sum(0)[:, None] + fires.sum(0)[None, :] - shared)
+        between = jaccard[~torch.eye(len(kids), dtype=torch.bool)]
+        return kids, inside, between.mean() if len(between) else torch.tensor(1.0)
+
+    # a split: a parent that fires here, with children that fire mostly where it does
+    # (inside it) but on different tokens from each other (little overlap)
+    candidates = {}
+    for p in torch.where((n_children >= 2) & small_fires.any(0))[0].tolist():
+        kids, inside, between = split_measures(p)
+        if len(kids) >= 2 and bool((inside >= 0.5).all()):
+            candidates[p] = float(inside.mean() - between)
+    print(f"{len(candidates)} parents that fire on these tokens have two or more children firing "
+          f"mostly inside them")
+    if candidates:
+        split = max(candidates, key=candidates.get)
+        kids, inside, between = split_measures(split)
+        order = inside.argsort(descending=True)[:3]
+        print(f"parent {split}: its children fire where it fires on "
+              f"{', '.join(f'{share:.0%}' for share in inside[order].tolist())} of their tokens; "
+              f"mean overlap between children (Jaccard) {float(between):.2f}")
+        display(contexts_table(model, rows, {
+            f"parent: feature {split} of the {small.cfg.d_sae:,}-feature SAE": small_reading[..., split],
+            **{f"child: feature {c} of the {sae.cfg.d_sae:,}-feature SAE (cosine {to_parent[c]:.2f})":
+               reading[..., c] for c in kids[order].tolist()}}))
+
+# %% [markdown]
+# The children of such a parent fire inside it, on different tokens from each other: one
+# direction of the small SAE is cut into narrower ones by the large SAE. Neither SAE is wrong: the size of the dictionary decides how finely the space is
+# cut, so "the model has a feature for X" depends on a choice made when the SAE was trained.
 #
 # ## 8. Labelling features
 #

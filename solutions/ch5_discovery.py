@@ -1,0 +1,603 @@
+"""Chapter 5, "Automated circuit discovery": attribution patching (a linear estimate of every
+activation-patching result from one forward and one backward pass), an ACDC-style pruning
+search over heads, and the measures that compare circuits — reference solutions, known
+mistakes, exercise list.
+
+The task is Chapter 3's IOI, built by the library (`readheads.ioi.patching_setup`): clean and
+corrupted `IOIPrompts` and a `PatchingMetric` (1 on the clean run, 0 on the corrupted one).
+Like Chapter 3's sweeps, attribution *denoises*: it estimates what patching one clean
+activation into the corrupted run does. Pruning *noises*, as ACDC does: it runs the clean
+prompts and replaces removed heads' outputs with their corrupted ones.
+"""
+
+import torch
+from tqdm.auto import tqdm
+
+from autograder.authoring.spec import CachedRun, Exercise, Mistake
+from readheads.ioi import as_tokens, patching_setup
+
+GRAD_TOL = dict(atol=1e-4, rtol=1e-3)  # gradients: elements up to ~10, median ~1e-2; CUDA differs by ~3e-6
+SUM_TOL = dict(atol=2e-3, rtol=1e-3)  # attribution scores: sums of ~1e4 products, order 0.01..1
+PURE_TOL = dict(atol=1e-5, rtol=1e-4)
+EXERCISES: list[Exercise] = []
+
+
+def _randint(generator, low, high) -> int:
+    return int(torch.randint(low, high, (1,), generator=generator))
+
+
+def _seed(generator) -> int:
+    return _randint(generator, 0, 10**6)
+
+
+def _setup_cases(model, generator, **extra):
+    """Visible: 3 ABC-corrupted prompts of seed 0. Hidden: 2 to 4 seeded prompts, an ABC or a
+    swapped-names corruption."""
+    clean, corrupted, metric = patching_setup(model, 3, 0)
+    cases = [dict(model=model, clean=clean, corrupted=corrupted, metric=metric, **extra)]
+    kind = ("abc", "swapped")[_randint(generator, 0, 2)]
+    clean, corrupted, metric = patching_setup(model, _randint(generator, 2, 5), _seed(generator), kind)
+    cases.append(dict(model=model, clean=clean, corrupted=corrupted, metric=metric, **extra))
+    return cases
+
+
+# --- Exercise 1: the gradient of the metric at many activations, in one backward pass -----
+
+
+def metric_gradients(model, tokens: torch.Tensor, metric, hook_names: list[str]) -> torch.Tensor:
+    """The gradient of `metric` (on the model's logits for `tokens`) with respect to the
+    activation at each of `hook_names` (activations of one shape, e.g. every layer's
+    ``hook_resid_pre``), from one forward and one backward pass.
+
+    The model's weights need no gradient: in a hook, add to the activation a tensor of zeros
+    that requires one (``torch.zeros_like(activation, requires_grad=True)``) and return the
+    sum. The gradient with respect to that zero tensor is the gradient with respect to the
+    activation, and the sum keeps the activation connected to what came before it, so
+    gradients flow through every later layer. Run under ``torch.enable_grad()`` (the chapter
+    turns gradients off). Returns [len(hook_names), *activation shape].
+    """
+    ### BEGIN SOLUTION
+    zeros = {}
+
+    def add_zeros(activation, hook, name):
+        zeros[name] = torch.zeros_like(activation, requires_grad=True)
+        return activation + zeros[name]
+
+    hooks = [(name, lambda activation, hook, name=name: add_zeros(activation, hook, name))
+             for name in hook_names]
+    with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+        value = metric(model(as_tokens(tokens)))
+        gradients = torch.autograd.grad(value, [zeros[name] for name in hook_names])
+    return torch.stack(gradients)
+    ### END SOLUTION
+
+
+def _gradients_detached(model, tokens, metric, hook_names):
+    leaves = {}
+
+    def replace(activation, hook, name):
+        leaves[name] = activation.detach().requires_grad_(True)
+        return leaves[name]
+
+    hooks = [(name, lambda activation, hook, name=name: replace(activation, hook, name)) for name in hook_names]
+    with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+        value = metric(model(as_tokens(tokens)))
+        gradients = torch.autograd.grad(value, [leaves[name] for name in hook_names], allow_unused=True)
+    return torch.stack([torch.zeros_like(leaves[n]) if g is None else g for n, g in zip(hook_names, gradients)])
+
+
+def _gradients_of_minus(model, tokens, metric, hook_names):
+    return -metric_gradients(model, tokens, metric, hook_names)
+
+
+def _gradient_cases(model, generator):
+    last = model.cfg.n_layers - 1
+    cases = []
+    for case in _setup_cases(model, generator):
+        cases.append(dict(model=model, tokens=case["corrupted"].tokens, metric=case["metric"],
+                          hook_names=[f"blocks.{layer}.hook_resid_pre" for layer in (0, last // 2, last)]))
+    layer = _randint(generator, 0, model.cfg.n_layers)
+    cases[1]["hook_names"] = [f"blocks.{layer}.attn.hook_z", f"blocks.{last}.attn.hook_z"]
+    return cases
+
+
+EXERCISES.append(Exercise(
+    metric_gradients, ("hook", "batch", "pos", "d"), _gradient_cases,
+    "the corrupted tokens of 3 ABC-corrupted prompts of seed 0 at three residual streams and, "
+    "hidden, 2 to 4 seeded prompts at two heads' outputs (hook_z)", **GRAD_TOL, needs_model=True,
+    mistakes=(
+        Mistake("detached", "replaced each activation by a detached copy "
+                "(activation.detach().requires_grad_()): that cuts the graph, so a gradient "
+                "only reaches the last hooked activation. Add a zero tensor that requires a "
+                "gradient instead", _gradients_detached),
+        Mistake("minus", "took the gradient of minus the metric", _gradients_of_minus),
+    )))
+
+
+# --- Exercise 2: attribution patching of the residual stream ------------------------------
+
+
+def attribution_residual(model, clean, corrupted, metric) -> torch.Tensor:
+    """Attribution patching of the residual stream entering each layer (``hook_resid_pre``),
+    by position: the linear estimate of what patching the clean stream into the corrupted run
+    at (layer, position) changes the metric by,
+
+        gradient of the metric on the corrupted run · (clean activation - corrupted activation),
+
+    the dot product taken over d_model and summed over prompts (the metric is already a mean
+    over prompts). The gradient comes from `metric_gradients` on the corrupted tokens.
+    Returns [n_layers, pos]: an estimate of Chapter 3's residual sweep (whose unpatched value,
+    the corrupted run's, is 0).
+    """
+    ### BEGIN SOLUTION
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
+    wanted = lambda name: name in names  # noqa: E731
+    _, clean_cache = model.run_with_cache(as_tokens(clean), names_filter=wanted)
+    _, corrupted_cache = model.run_with_cache(as_tokens(corrupted), names_filter=wanted)
+    difference = torch.stack([clean_cache[name] - corrupted_cache[name] for name in names])
+    gradients = metric_gradients(model, as_tokens(corrupted), metric, names)
+    return (gradients * difference).sum(dim=(1, 3))  # over prompts and d_model
+    ### END SOLUTION
+
+
+def _residual_clean_gradient(model, clean, corrupted, metric):
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
+    _, clean_cache = model.run_with_cache(as_tokens(clean))
+    _, corrupted_cache = model.run_with_cache(as_tokens(corrupted))
+    difference = torch.stack([clean_cache[name] - corrupted_cache[name] for name in names])
+    return (metric_gradients(model, as_tokens(clean), metric, names) * difference).sum(dim=(1, 3))
+
+
+def _residual_sign(model, clean, corrupted, metric):
+    return -attribution_residual(model, clean, corrupted, metric)
+
+
+def _residual_batch_mean(model, clean, corrupted, metric):
+    return attribution_residual(model, clean, corrupted, metric) / as_tokens(clean).shape[0]
+
+
+EXERCISES.append(Exercise(
+    attribution_residual, ("layer", "pos"), _setup_cases,
+    "3 ABC-corrupted prompts of seed 0 and, hidden, 2 to 4 seeded prompts (ABC or swapped names)",
+    **SUM_TOL, needs_model=True, mistakes=(
+        Mistake("clean_gradient", "took the gradient on the clean run; the estimate of patching "
+                "into the corrupted run uses the corrupted run's gradient", _residual_clean_gradient),
+        Mistake("sign", "used corrupted - clean; patching moves the activation from the "
+                "corrupted value to the clean one", _residual_sign),
+        Mistake("batch_mean", "averaged over prompts; the metric is already a mean over them, "
+                "so its gradient carries the 1/batch: sum over prompts", _residual_batch_mean),
+    )))
+
+
+# --- Exercise 3: attribution patching of attention and MLP outputs -----------------------
+
+
+def attribution_layer_outputs(model, clean, corrupted, metric) -> torch.Tensor:
+    """Attribution patching of each layer's attention output (``hook_attn_out``) and MLP output
+    (``hook_mlp_out``), patched at every position: gradient · (clean - corrupted), summed over
+    prompts, positions and d_model. Returns [2, n_layers]: row 0 attention, row 1 MLP (the
+    estimate of Chapter 3's layer-output sweep).
+    """
+    ### BEGIN SOLUTION
+    rows = []
+    for kind in ("attn_out", "mlp_out"):
+        names = [f"blocks.{layer}.hook_{kind}" for layer in range(model.cfg.n_layers)]
+        wanted = lambda name: name in names  # noqa: E731
+        _, clean_cache = model.run_with_cache(as_tokens(clean), names_filter=wanted)
+        _, corrupted_cache = model.run_with_cache(as_tokens(corrupted), names_filter=wanted)
+        difference = torch.stack([clean_cache[name] - corrupted_cache[name] for name in names])
+        gradients = metric_gradients(model, as_tokens(corrupted), metric, names)
+        rows.append((gradients * difference).sum(dim=(1, 2, 3)))
+    return torch.stack(rows)
+    ### END SOLUTION
+
+
+def _layers_mlp_first(model, clean, corrupted, metric):
+    return attribution_layer_outputs(model, clean, corrupted, metric).flip(0)
+
+
+def _layers_last_position(model, clean, corrupted, metric):
+    rows = []
+    prompts = torch.arange(as_tokens(clean).shape[0])
+    for kind in ("attn_out", "mlp_out"):
+        names = [f"blocks.{layer}.hook_{kind}" for layer in range(model.cfg.n_layers)]
+        _, clean_cache = model.run_with_cache(as_tokens(clean))
+        _, corrupted_cache = model.run_with_cache(as_tokens(corrupted))
+        difference = torch.stack([clean_cache[name] - corrupted_cache[name] for name in names])
+        gradients = metric_gradients(model, as_tokens(corrupted), metric, names)
+        products = (gradients * difference).sum(-1)[:, prompts, clean.end_pos]
+        rows.append(products.sum(1))
+    return torch.stack(rows)
+
+
+EXERCISES.append(Exercise(
+    attribution_layer_outputs, ("component", "layer"), _setup_cases,
+    "3 ABC-corrupted prompts of seed 0 and, hidden, 2 to 4 seeded prompts (ABC or swapped names)",
+    **SUM_TOL, needs_model=True, mistakes=(
+        Mistake("mlp_first", "put the MLP outputs in row 0; row 0 is attention, row 1 MLP",
+                _layers_mlp_first),
+        Mistake("last_position", "summed at each prompt's last token only; the output is "
+                "patched at every position, so sum over all of them", _layers_last_position),
+    )))
+
+
+# --- Exercise 4: attribution patching of each head's output ------------------------------
+
+
+def attribution_head_outputs(model, clean, corrupted, metric) -> torch.Tensor:
+    """Attribution patching of each head's output (``attn.hook_z``, [batch, pos, head,
+    d_head]) at every position: gradient · (clean - corrupted), summed over prompts,
+    positions and d_head. Returns [n_layers, n_heads] (the estimate of Chapter 3's head sweep).
+    """
+    ### BEGIN SOLUTION
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+    wanted = lambda name: name in names  # noqa: E731
+    _, clean_cache = model.run_with_cache(as_tokens(clean), names_filter=wanted)
+    _, corrupted_cache = model.run_with_cache(as_tokens(corrupted), names_filter=wanted)
+    difference = torch.stack([clean_cache[name] - corrupted_cache[name] for name in names])
+    gradients = metric_gradients(model, as_tokens(corrupted), metric, names)
+    return (gradients * difference).sum(dim=(1, 2, 4))  # over prompts, positions and d_head
+    ### END SOLUTION
+
+
+def _heads_clean_gradient(model, clean, corrupted, metric):
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+    _, clean_cache = model.run_with_cache(as_tokens(clean))
+    _, corrupted_cache = model.run_with_cache(as_tokens(corrupted))
+    difference = torch.stack([clean_cache[name] - corrupted_cache[name] for name in names])
+    return (metric_gradients(model, as_tokens(clean), metric, names) * difference).sum(dim=(1, 2, 4))
+
+
+def _heads_absolute(model, clean, corrupted, metric):
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+    _, clean_cache = model.run_with_cache(as_tokens(clean))
+    _, corrupted_cache = model.run_with_cache(as_tokens(corrupted))
+    difference = torch.stack([clean_cache[name] - corrupted_cache[name] for name in names])
+    return (metric_gradients(model, as_tokens(corrupted), metric, names) * difference).abs().sum(dim=(1, 2, 4))
+
+
+EXERCISES.append(Exercise(
+    attribution_head_outputs, ("layer", "head"), _setup_cases,
+    "3 ABC-corrupted prompts of seed 0 and, hidden, 2 to 4 seeded prompts (ABC or swapped names)",
+    **SUM_TOL, needs_model=True, mistakes=(
+        Mistake("clean_gradient", "took the gradient on the clean run; use the corrupted run's",
+                _heads_clean_gradient),
+        Mistake("absolute", "summed the absolute values of the products; the estimate is the "
+                "signed sum (a head can push the metric down)", _heads_absolute),
+    )))
+
+
+# --- Exercise 5: how well the estimate agrees ---------------------------------------------
+
+
+def pearson_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The Pearson correlation of two score tensors of the same shape (e.g. exact and
+    attribution patching of every head), over all their elements: the covariance of the
+    centred values over the product of their standard deviations. Returns a 0-dim tensor.
+    """
+    ### BEGIN SOLUTION
+    x, y = x.flatten().double(), y.flatten().double()
+    x, y = x - x.mean(), y - y.mean()
+    return ((x * y).sum() / (x.norm() * y.norm())).float()
+    ### END SOLUTION
+
+
+def _pearson_uncentred(x, y):
+    x, y = x.flatten(), y.flatten()
+    return (x * y).sum() / (x.norm() * y.norm())
+
+
+def _pearson_first_row(x, y):
+    return torch.corrcoef(torch.stack([x[0].flatten(), y[0].flatten()]))[0, 1]
+
+
+def _pearson_cases(generator):
+    def pair(*shape, offset=0.0):
+        x = torch.randn(*shape, generator=generator) + offset
+        return dict(x=x, y=0.5 * x + torch.randn(*shape, generator=generator) + 2 * offset)
+    return [pair(6, 4, offset=1.0), pair(12, 9, offset=3.0), pair(30, 12, offset=-2.0)]
+
+
+EXERCISES.append(Exercise(
+    pearson_correlation, (), _pearson_cases, "seeded scores with a nonzero mean and a noisy copy",
+    **PURE_TOL, mistakes=(
+        Mistake("uncentred", "did not subtract the means: that is the cosine similarity, not the "
+                "correlation", _pearson_uncentred),
+        Mistake("first_row", "correlated only the first row (layer); flatten both tensors first",
+                _pearson_first_row),
+    )))
+
+
+# --- Exercise 6: where the linear estimate fails -----------------------------------------
+
+
+def largest_disagreements(exact: torch.Tensor, estimate: torch.Tensor, k: int) -> torch.Tensor:
+    """The k components where the estimate is furthest from the exact result (the largest
+    |exact - estimate|), as int64 [k, exact.ndim] indices (e.g. rows of (layer, head)),
+    furthest first.
+    """
+    ### BEGIN SOLUTION
+    flat = (exact - estimate).abs().flatten().topk(k).indices
+    return torch.stack(torch.unravel_index(flat, exact.shape), dim=1)
+    ### END SOLUTION
+
+
+def _disagreements_signed(exact, estimate, k):
+    flat = (exact - estimate).flatten().topk(k).indices
+    return torch.stack(torch.unravel_index(flat, exact.shape), dim=1)
+
+
+def _disagreements_largest_exact(exact, estimate, k):
+    flat = exact.abs().flatten().topk(k).indices
+    return torch.stack(torch.unravel_index(flat, exact.shape), dim=1)
+
+
+def _disagreement_cases(generator):
+    def pair(layers, heads, k):
+        exact = torch.randn(layers, heads, generator=generator)
+        estimate = exact + 0.3 * torch.randn(layers, heads, generator=generator) ** 3
+        return dict(exact=exact, estimate=estimate, k=k)
+    return [pair(6, 4, 3), pair(12, 9, 5), pair(30, 9, 8)]
+
+
+EXERCISES.append(Exercise(
+    largest_disagreements, ("component", "index"), _disagreement_cases,
+    "seeded exact scores and a noisy estimate; k 3 to 8", atol=0, rtol=0, mistakes=(
+        Mistake("signed", "took the largest signed difference; an estimate that is too high is "
+                "as wrong as one too low: use the absolute difference", _disagreements_signed),
+        Mistake("largest_exact", "took the components with the largest exact effect, not the "
+                "largest disagreement", _disagreements_largest_exact),
+    )))
+
+
+# --- Exercise 7: a circuit's metric: every head outside it gets its corrupted output -------
+
+
+def metric_with_heads_removed(model, clean, corrupted_cache, metric, removed: torch.Tensor) -> torch.Tensor:
+    """Run the clean prompts with every head in `removed` (bool [n_layers, n_heads]) given its
+    output (``attn.hook_z``) from the corrupted run (`corrupted_cache`, its activation cache),
+    at every position, and return the metric on the logits (0-dim). With nothing removed this
+    is the clean run's metric (1); a circuit is the heads that are not removed.
+    """
+    ### BEGIN SOLUTION
+    def replace(z, hook, layer):
+        heads = removed[layer].to(z.device)
+        z[:, :, heads] = corrupted_cache["z", layer][:, :, heads]
+        return z
+
+    hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: replace(z, hook, layer))
+             for layer in range(model.cfg.n_layers) if removed[layer].any()]
+    with model.hooks(fwd_hooks=hooks):
+        return torch.as_tensor(metric(model(as_tokens(clean))))
+    ### END SOLUTION
+
+
+def _removed_zeroed(model, clean, corrupted_cache, metric, removed):
+    def zero(z, hook, layer):
+        z[:, :, removed[layer].to(z.device)] = 0
+        return z
+
+    hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: zero(z, hook, layer))
+             for layer in range(model.cfg.n_layers)]
+    with model.hooks(fwd_hooks=hooks):
+        return torch.as_tensor(metric(model(as_tokens(clean))))
+
+
+def _removed_kept(model, clean, corrupted_cache, metric, removed):
+    return metric_with_heads_removed(model, clean, corrupted_cache, metric, ~removed)
+
+
+def _removed_end_only(model, clean, corrupted_cache, metric, removed):
+    prompts = torch.arange(as_tokens(clean).shape[0])
+
+    def replace(z, hook, layer):
+        heads = removed[layer].to(z.device)
+        ends = clean.end_pos.to(z.device)
+        z[prompts[:, None], ends[:, None], heads] = corrupted_cache["z", layer][prompts[:, None], ends[:, None], heads]
+        return z
+
+    hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: replace(z, hook, layer))
+             for layer in range(model.cfg.n_layers) if removed[layer].any()]
+    with model.hooks(fwd_hooks=hooks):
+        return torch.as_tensor(metric(model(as_tokens(clean))))
+
+
+def _removed_cases(model, generator):
+    cases = []
+    shape = (model.cfg.n_layers, model.cfg.n_heads)
+    for case in _setup_cases(model, generator):
+        cases.append(dict(model=model, clean=case["clean"], corrupted_cache=CachedRun(case["corrupted"].tokens),
+                          metric=case["metric"]))
+    cases[0]["removed"] = torch.zeros(shape, dtype=torch.bool)
+    cases[0]["removed"][-2:] = True  # the last two layers' heads
+    cases[1]["removed"] = torch.rand(shape, generator=generator) < 0.3
+    return cases
+
+
+EXERCISES.append(Exercise(
+    metric_with_heads_removed, (), _removed_cases,
+    "3 ABC-corrupted prompts of seed 0 without the last two layers' heads and, hidden, 2 to 4 "
+    "seeded prompts (ABC or swapped names) without a seeded 30% of the heads", **SUM_TOL,
+    needs_model=True, mistakes=(
+        Mistake("zeroed", "set the removed heads' outputs to zero; remove them by giving them "
+                "their corrupted-run outputs (zero is far from anything the model saw)",
+                _removed_zeroed),
+        Mistake("inverted", "removed the heads that are kept (removed is True for the heads to "
+                "take out)", _removed_kept),
+        Mistake("end_only", "replaced the removed heads' outputs at the last token only; "
+                "replace them at every position", _removed_end_only),
+    )))
+
+
+# --- Exercise 8: ACDC-style pruning -------------------------------------------------------
+
+
+def prune_heads(model, clean, corrupted, metric, threshold: float, layers: list[int]) -> torch.Tensor:
+    """An ACDC-style search over the heads of `layers` (the others always stay): start from the
+    whole model; visit the heads from the last layer to the first (within a layer, head 0
+    first); remove a head for good if removing it changes the metric of the current circuit
+    (`metric_with_heads_removed`, with the corrupted run's cache made once) by less than
+    `threshold` in absolute value.
+
+    Returns bool [n_layers, n_heads]: True for the heads kept (the circuit).
+    """
+    ### BEGIN SOLUTION
+    _, corrupted_cache = model.run_with_cache(as_tokens(corrupted), names_filter=lambda name: name.endswith("hook_z"))
+    removed = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool)
+    current = metric_with_heads_removed(model, clean, corrupted_cache, metric, removed)
+    for layer in tqdm(sorted(layers, reverse=True), desc="pruning heads"):
+        for head in range(model.cfg.n_heads):
+            removed[layer, head] = True
+            value = metric_with_heads_removed(model, clean, corrupted_cache, metric, removed)
+            if abs(float(value - current)) < threshold:
+                current = value
+            else:
+                removed[layer, head] = False
+    return ~removed
+    ### END SOLUTION
+
+
+def _prune(model, clean, corrupted, metric, threshold, layers, *, order=True, signed=False, against_full=False):
+    _, cache = model.run_with_cache(as_tokens(corrupted))
+    removed = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool)
+    full = current = metric_with_heads_removed(model, clean, cache, metric, removed)
+    for layer in sorted(layers, reverse=order):
+        for head in range(model.cfg.n_heads):
+            removed[layer, head] = True
+            value = metric_with_heads_removed(model, clean, cache, metric, removed)
+            change = float(value - (full if against_full else current))
+            if (change if signed else abs(change)) < threshold:
+                current = value
+            else:
+                removed[layer, head] = False
+    return ~removed
+
+
+def _prune_first_layer_first(model, clean, corrupted, metric, threshold, layers):
+    return _prune(model, clean, corrupted, metric, threshold, layers, order=False)
+
+
+def _prune_signed(model, clean, corrupted, metric, threshold, layers):
+    return _prune(model, clean, corrupted, metric, threshold, layers, signed=True)
+
+
+def _prune_against_full(model, clean, corrupted, metric, threshold, layers):
+    return _prune(model, clean, corrupted, metric, threshold, layers, against_full=True)
+
+
+def _prune_cases(model, generator):
+    """Layers in the model's second half, where the IOI heads are and where the order of
+    the visits and the reference metric change the result."""
+    cases = _setup_cases(model, generator)
+    n_layers = model.cfg.n_layers
+    cases[0].update(threshold=0.05, layers=[round(0.57 * n_layers), round(0.77 * n_layers), n_layers - 1])
+    second_half = n_layers // 2 + torch.randperm(n_layers - n_layers // 2, generator=generator)[:3]
+    threshold = float(torch.empty(1).uniform_(0.02, 0.1, generator=generator))
+    cases[1].update(threshold=threshold, layers=sorted(second_half.tolist()))
+    return cases
+
+
+EXERCISES.append(Exercise(
+    prune_heads, ("layer", "head"), _prune_cases,
+    "3 ABC-corrupted prompts of seed 0, threshold 0.05 over three layers of the second half "
+    "and, hidden, 2 to 4 seeded prompts (ABC or swapped names), a seeded threshold (0.02 to "
+    "0.1) over 3 seeded layers of the second half",
+    atol=0, rtol=0, needs_model=True, mistakes=(
+        Mistake("first_layer_first", "visited the layers from the first; ACDC works back from "
+                "the output, so visit the last layer first", _prune_first_layer_first),
+        Mistake("signed", "compared the signed change with the threshold, which removes every "
+                "head whose removal lowers the metric, however much: compare |change|",
+                _prune_signed),
+        Mistake("against_full", "compared with the whole model's metric; compare with the "
+                "current circuit's (the metric after the removals so far)", _prune_against_full),
+    )))
+
+
+# --- Exercise 9: which heads a method recovers ---------------------------------------------
+
+
+def head_precision_recall(found: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Precision and recall of the heads `found` (bool [n_layers, n_heads]) against the
+    `reference` circuit (same shape): precision = |found and reference| / |found|,
+    recall = |found and reference| / |reference| (0 where the denominator is 0).
+    Returns float [2]: (precision, recall).
+    """
+    ### BEGIN SOLUTION
+    both = (found & reference).sum().float()
+    precision = both / found.sum() if found.any() else both * 0
+    recall = both / reference.sum() if reference.any() else both * 0
+    return torch.stack([precision, recall])
+    ### END SOLUTION
+
+
+def _precision_recall_swapped(found, reference):
+    return head_precision_recall(found, reference).flip(0)
+
+
+def _precision_recall_over_all(found, reference):
+    both = (found & reference).sum().float()
+    return torch.stack([both / found.numel(), both / reference.sum().clamp_min(1)])
+
+
+def _precision_recall_cases(generator):
+    def pair(layers, heads, p_found, p_reference):
+        reference = torch.rand(layers, heads, generator=generator) < p_reference
+        found = (torch.rand(layers, heads, generator=generator) < p_found) | (
+            reference & (torch.rand(layers, heads, generator=generator) < 0.6))
+        return dict(found=found, reference=reference)
+    return [pair(6, 4, 0.2, 0.3), pair(12, 12, 0.1, 0.15), pair(30, 9, 0.05, 0.08)]
+
+
+EXERCISES.append(Exercise(
+    head_precision_recall, ("measure",), _precision_recall_cases,
+    "seeded reference circuits and found sets that share part of them", **PURE_TOL, mistakes=(
+        Mistake("swapped", "returned (recall, precision); precision divides by the heads found",
+                _precision_recall_swapped),
+        Mistake("over_all", "divided by every head for precision; divide by the heads found",
+                _precision_recall_over_all),
+    )))
+
+
+# --- Exercise 10: antipattern "one circuit" — how much do circuits overlap? ----------------
+
+
+def circuit_overlaps(circuits: torch.Tensor) -> torch.Tensor:
+    """The Jaccard overlap of every pair of circuits (bool [n, n_layers, n_heads]):
+    |A and B| / |A or B| (1 where both are empty). Returns float [n, n].
+    """
+    ### BEGIN SOLUTION
+    flat = circuits.flatten(1).float()
+    both = flat @ flat.T
+    either = flat.sum(1)[:, None] + flat.sum(1)[None, :] - both
+    return torch.where(either > 0, both / either.clamp_min(1), torch.ones_like(both))
+    ### END SOLUTION
+
+
+def _overlaps_over_smaller(circuits):
+    flat = circuits.flatten(1).float()
+    both = flat @ flat.T
+    smaller = torch.minimum(flat.sum(1)[:, None], flat.sum(1)[None, :])
+    return torch.where(smaller > 0, both / smaller.clamp_min(1), torch.ones_like(both))
+
+
+def _overlaps_shared_count(circuits):
+    flat = circuits.flatten(1).float()
+    return flat @ flat.T
+
+
+def _overlap_cases(generator):
+    def circuits(n, layers, heads):
+        base = torch.rand(layers, heads, generator=generator) < 0.2
+        flips = torch.rand(n, layers, heads, generator=generator) < 0.1
+        return dict(circuits=base ^ flips)
+    return [circuits(3, 6, 4), circuits(5, 12, 12), circuits(4, 30, 9)]
+
+
+EXERCISES.append(Exercise(
+    circuit_overlaps, ("circuit", "circuit"), _overlap_cases,
+    "seeded circuits that differ from a shared one by random flips", **PURE_TOL, mistakes=(
+        Mistake("over_smaller", "divided by the smaller circuit's size; the Jaccard overlap "
+                "divides by the union", _overlaps_over_smaller),
+        Mistake("shared_count", "returned the number of shared heads; divide by the union",
+                _overlaps_shared_count),
+    )))
