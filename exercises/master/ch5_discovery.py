@@ -48,7 +48,7 @@ import torch
 from tqdm.auto import tqdm
 
 from autograder import check
-from readheads import load_model, show_model, top_heads
+from readheads import attention_view, load_model, show_model, top_heads
 from readheads.ioi import as_tokens, patching_setup
 from readheads.sweeps import head_output_sweep, layer_output_sweep, residual_sweep
 
@@ -254,6 +254,21 @@ for name, (found, cost) in rows.items():
     kept = float(metric_with_heads_removed(model, clean, corrupted_cache, metric, ~found))
     print(f"{name:30} {int(found.sum()):3} heads; precision {precision:.2f}, recall {recall:.2f}; "
           f"metric of these heads alone {kept:.2f}; cost {cost}")
+
+# %% [markdown]
+# A discovered circuit is a list of heads; reading them is the next step (Chapters 1 to 3).
+# Here is where the heads that all three methods keep attend, on one clean prompt (the hand
+# method's strongest heads if they share none):
+
+# %%
+agreed = attributed & pruned & hand
+agreed = agreed if agreed.any() else hand
+ranked = [label for label, score in top_heads(torch.where(agreed, exact["head outputs"].abs(), -1.0), 6)
+          if score >= 0]
+length = int(clean.end_pos[0]) + 1
+_, prompt_cache = model.run_with_cache(clean.tokens[:1, :length], names_filter=lambda name: name.endswith("hook_pattern"))
+patterns = [prompt_cache["pattern", int(label.split(".")[0])][0, int(label.split(".")[1])] for label in ranked]
+attention_view(torch.stack(patterns), model.to_str_tokens(clean.tokens[0, :length]), ranked)
 
 # %% mystnb={"image": {"alt": "Three layer-by-head grids, one per method (attribution, pruning, the hand method), with the heads each method keeps in black."}}
 fig, axes = plt.subplots(1, 3, figsize=(15, 0.2 * cfg.n_layers + 2))
