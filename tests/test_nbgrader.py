@@ -4,6 +4,7 @@ nbgrader with the sealed grader, feedback and export. Three submissions per chap
 solution, the untouched release, and one partly right with a known mistake."""
 
 import csv
+import html
 import inspect
 import shutil
 import subprocess
@@ -123,8 +124,8 @@ def test_scores(course):
 
 
 def test_feedback_explains_failures(course):
-    carol = feedback(course, "carol")
-    assert course["mistake"].message.split(":")[0].replace("'", "&#39;") in carol
+    carol = html.unescape(feedback(course, "carol"))  # apostrophes come escaped or not
+    assert course["mistake"].message.split(":")[0] in carol
     assert "not implemented yet" in feedback(course, "bob")
     assert "graded by the sealed grader" in feedback(course, "alice")
 
