@@ -275,8 +275,11 @@ def bench_discovery():
     from readheads import load_model
     from readheads.ioi import patching_setup
     from readheads.sweeps import head_output_sweep, layer_output_sweep, residual_sweep
+    from readheads.edges import KINDS, candidate_edges
     from solutions.ch5_discovery import (attribution_head_outputs, attribution_layer_outputs,
-                                         attribution_residual, pearson_correlation, prune_heads)
+                                         attribution_residual, edge_attribution, edge_attribution_logits,
+                                         metric_with_edges_removed, pearson_correlation, prune_edges,
+                                         prune_heads)
 
     torch.set_grad_enabled(False)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -306,6 +309,21 @@ def bench_discovery():
     circuit, seconds = timed(lambda *args: prune_heads(*args, 0.02, layers))
     print(f"  pruning all {model.cfg.n_layers * model.cfg.n_heads} heads at threshold 0.02: {seconds:.1f} s, "
           f"{int(circuit.sum())} heads kept")
+
+    # Edges: every edge scored at once, against cutting each candidate edge alone.
+    scores, seconds = timed(lambda *args: torch.cat([edge_attribution(*args, kind).flatten() for kind in KINDS[:3]]
+                                                    + [edge_attribution_logits(*args).flatten()]))
+    top = attribution_head_outputs(model, clean, corrupted, metric).abs().flatten().topk(8).indices
+    edges = candidate_edges(model, [divmod(int(i), model.cfg.n_heads) for i in top])
+    _, corrupted_cache = model.run_with_cache(corrupted.tokens)
+    cut_one, cut_seconds = timed(lambda *args: torch.stack([
+        metric_with_edges_removed(model, clean, corrupted_cache, metric, edge[None]) for edge in edges]))
+    print(f"  edge attribution, all {int((scores != 0).sum())} edges: {seconds:.2f} s; cutting each of the "
+          f"{len(edges)} edges among the 8 most attributed heads alone: {cut_seconds:.1f} s "
+          f"({cut_seconds / len(edges) * 1000:.0f} ms an edge; all edges would take "
+          f"{cut_seconds / len(edges) * int((scores != 0).sum()) / 60:.0f} min)")
+    kept, seconds = timed(lambda *args: prune_edges(*args, 0.02, edges))
+    print(f"  pruning those {len(edges)} edges at threshold 0.02: {seconds:.1f} s, {int(kept.sum())} edges kept")
 
 
 GROUPS = {"checks": bench_checks, "loading": bench_loading, "grading": bench_grading,

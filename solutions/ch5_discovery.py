@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from autograder.authoring.spec import CachedRun, Exercise, Mistake
+from readheads.edges import KINDS, LOGITS, candidate_edges, n_key_value_heads, split_qkv_inputs
 from readheads.ioi import as_tokens, patching_setup
 
 GRAD_TOL = dict(atol=1e-4, rtol=1e-3)  # gradients: elements up to ~10, median ~1e-2; CUDA differs by ~3e-6
@@ -513,7 +514,343 @@ EXERCISES.append(Exercise(
     )))
 
 
-# --- Exercise 9: which heads a method recovers ---------------------------------------------
+# --- Exercise 9: edge attribution, head to head --------------------------------------------
+
+
+def edge_attribution(model, clean, corrupted, metric, kind: str) -> torch.Tensor:
+    """Attribution patching of every edge from a sender head to a later receiver's `kind`
+    input ("q", "k" or "v"): the linear estimate of patching the sender's clean output into
+    that one input of the corrupted run,
+
+        gradient of the metric (corrupted run) at the receiver's own input
+            · (the sender's clean output - its corrupted output),
+
+    summed over prompts, positions and d_model. A head's output in the residual stream is
+    ``z[:, :, head] @ model.W_O[layer, head]``. Inside ``split_qkv_inputs(model)`` each
+    receiver has its own input, ``blocks.{layer}.hook_{kind}_input`` ([batch, pos, receiver,
+    d_model]; for k and v the receivers are the key/value heads). An edge exists only from an
+    earlier layer: score 0 where the sender's layer >= the receiver's.
+    Returns [n_layers, n_heads, n_layers, n_receivers].
+    """
+    ### BEGIN SOLUTION
+    n_layers = model.cfg.n_layers
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(n_layers)]
+    wanted = lambda name: name in names  # noqa: E731
+    _, clean_cache = model.run_with_cache(as_tokens(clean), names_filter=wanted)
+    _, corrupted_cache = model.run_with_cache(as_tokens(corrupted), names_filter=wanted)
+    z_difference = torch.stack([clean_cache[name] - corrupted_cache[name] for name in names])
+    sent = torch.einsum("lbphd,lhdm->lbphm", z_difference, model.W_O)  # each head's output
+    with split_qkv_inputs(model):
+        inputs = [f"blocks.{layer}.hook_{kind}_input" for layer in range(n_layers)]
+        gradients = metric_gradients(model, as_tokens(corrupted), metric, inputs)
+    scores = torch.einsum("lbphm,rbpqm->lhrq", sent, gradients)
+    layers = torch.arange(n_layers, device=scores.device)
+    earlier = layers[:, None] < layers[None, :]  # [sender layer, receiver layer]
+    return scores * earlier[:, None, :, None]
+    ### END SOLUTION
+
+
+def _edge_scores(model, clean, corrupted, metric, kind, *, gradient_run=None, hook=None, mask=True):
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+    _, clean_cache = model.run_with_cache(as_tokens(clean))
+    _, corrupted_cache = model.run_with_cache(as_tokens(corrupted))
+    sent = torch.einsum("lbphd,lhdm->lbphm", torch.stack([clean_cache[n] - corrupted_cache[n] for n in names]),
+                        model.W_O)
+    receivers = model.cfg.n_heads if kind == "q" else n_key_value_heads(model)
+    with split_qkv_inputs(model):
+        inputs = [f"blocks.{layer}.{hook or f'hook_{kind}_input'}" for layer in range(model.cfg.n_layers)]
+        gradients = metric_gradients(model, as_tokens(gradient_run or corrupted), metric, inputs)
+    if hook:  # one gradient for the whole layer: every receiver gets it
+        gradients = gradients[:, :, :, None].expand(-1, -1, -1, receivers, -1)
+    scores = torch.einsum("lbphm,rbpqm->lhrq", sent, gradients)
+    if mask:
+        layers = torch.arange(model.cfg.n_layers, device=scores.device)
+        scores = scores * (layers[:, None] < layers[None, :])[:, None, :, None]
+    return scores
+
+
+def _edges_layer_gradient(model, clean, corrupted, metric, kind):
+    return _edge_scores(model, clean, corrupted, metric, kind, hook="hook_resid_pre")
+
+
+def _edges_unmasked(model, clean, corrupted, metric, kind):
+    return _edge_scores(model, clean, corrupted, metric, kind, mask=False)
+
+
+def _edges_clean_gradient(model, clean, corrupted, metric, kind):
+    return _edge_scores(model, clean, corrupted, metric, kind, gradient_run=clean)
+
+
+def _edge_attribution_cases(model, generator):
+    cases = _setup_cases(model, generator, kind="q")
+    cases[1]["kind"] = ("k", "v")[_randint(generator, 0, 2)]
+    return cases
+
+
+EXERCISES.append(Exercise(
+    edge_attribution, ("sender_layer", "sender_head", "receiver_layer", "receiver"),
+    _edge_attribution_cases,
+    "3 ABC-corrupted prompts of seed 0, query edges and, hidden, 2 to 4 seeded prompts (ABC or "
+    "swapped names), key or value edges", **SUM_TOL, needs_model=True, mistakes=(
+        Mistake("layer_gradient", "took the gradient at the receiver layer's residual stream "
+                "(hook_resid_pre), which every head, input and the MLP of that layer share: "
+                "inside split_qkv_inputs, take it at the receiver's own input "
+                "(hook_q_input, hook_k_input or hook_v_input)", _edges_layer_gradient),
+        Mistake("unmasked", "kept scores for senders in the receiver's layer or later; a head "
+                "can only send to later layers, so those edges score 0", _edges_unmasked),
+        Mistake("clean_gradient", "took the gradient on the clean run; use the corrupted run's",
+                _edges_clean_gradient),
+    )))
+
+
+# --- Exercise 10: edges to the logits ------------------------------------------------------
+
+
+def edge_attribution_logits(model, clean, corrupted, metric) -> torch.Tensor:
+    """Attribution patching of every head's edge to the logits: its *direct* path, through
+    the final residual stream (``ln_final.hook_in``, before the final normalisation) and
+    nothing else. Gradient of the metric there (corrupted run) · (the head's clean output -
+    its corrupted output, in the residual stream), summed over prompts, positions and
+    d_model. Returns [n_layers, n_heads].
+    """
+    ### BEGIN SOLUTION
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+    wanted = lambda name: name in names  # noqa: E731
+    _, clean_cache = model.run_with_cache(as_tokens(clean), names_filter=wanted)
+    _, corrupted_cache = model.run_with_cache(as_tokens(corrupted), names_filter=wanted)
+    z_difference = torch.stack([clean_cache[name] - corrupted_cache[name] for name in names])
+    sent = torch.einsum("lbphd,lhdm->lbphm", z_difference, model.W_O)
+    gradient = metric_gradients(model, as_tokens(corrupted), metric, ["ln_final.hook_in"])[0]
+    return torch.einsum("lbphm,bpm->lh", sent, gradient)
+    ### END SOLUTION
+
+
+def _logit_edges_after_norm(model, clean, corrupted, metric):
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+    _, clean_cache = model.run_with_cache(as_tokens(clean))
+    _, corrupted_cache = model.run_with_cache(as_tokens(corrupted))
+    sent = torch.einsum("lbphd,lhdm->lbphm", torch.stack([clean_cache[n] - corrupted_cache[n] for n in names]),
+                        model.W_O)
+    gradient = metric_gradients(model, as_tokens(corrupted), metric, ["ln_final.hook_out"])[0]
+    return torch.einsum("lbphm,bpm->lh", sent, gradient)
+
+
+def _logit_edges_every_path(model, clean, corrupted, metric):
+    return attribution_head_outputs(model, clean, corrupted, metric)
+
+
+EXERCISES.append(Exercise(
+    edge_attribution_logits, ("layer", "head"), _setup_cases,
+    "3 ABC-corrupted prompts of seed 0 and, hidden, 2 to 4 seeded prompts (ABC or swapped names)",
+    **SUM_TOL, needs_model=True, mistakes=(
+        Mistake("after_norm", "took the gradient after the final normalisation "
+                "(ln_final.hook_out); the heads write to its input, ln_final.hook_in",
+                _logit_edges_after_norm),
+        Mistake("every_path", "scored each head's whole effect (every path, as in "
+                "attribution_head_outputs); the edge to the logits is the direct path only",
+                _logit_edges_every_path),
+    )))
+
+
+# --- Exercise 11: a circuit's metric with edges removed ------------------------------------
+
+
+def metric_with_edges_removed(model, clean, corrupted_cache, metric, removed: torch.Tensor) -> torch.Tensor:
+    """Run the clean prompts with each edge in `removed` (int64 [n_edges, 5] rows, as
+    `readheads.edges.candidate_edges` makes) cut: its receiver's input gets the sender's
+    corrupted output (from `corrupted_cache`) instead of its output in this run, so the input
+    changes by -(sender's output in this run - its corrupted output). Everything else reads
+    the stream unchanged. The receiver input is ``blocks.{layer}.hook_{q,k,v}_input`` inside
+    ``split_qkv_inputs(model)``, or ``ln_final.hook_in`` for the logits (kind 3). Record each
+    head's ``hook_z`` on the way: an earlier cut may have changed a sender. Returns the metric
+    (0-dim).
+    """
+    ### BEGIN SOLUTION
+    removed = removed.tolist()
+    outputs = {}  # this run's hook_z by layer
+
+    def record(z, hook, layer):
+        outputs[layer] = z
+        return z
+
+    def cut(x, hook, kind, layer):  # the logits' "layer" is n_layers
+        change = torch.zeros_like(x)
+        for edge_kind, s_layer, s_head, r_layer, r_head in removed:
+            if edge_kind == kind and r_layer == layer:
+                z = outputs[s_layer][:, :, s_head] - corrupted_cache["z", s_layer][:, :, s_head]
+                sent = z @ model.W_O[s_layer, s_head]
+                if kind == LOGITS:
+                    change -= sent
+                else:
+                    change[:, :, r_head] -= sent
+        return x + change
+
+    n_layers = model.cfg.n_layers
+    hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: record(z, hook, layer))
+             for layer in range(n_layers)]
+    hooks += [(f"blocks.{layer}.hook_{name}_input",
+               lambda x, hook, kind=kind, layer=layer: cut(x, hook, kind, layer))
+              for layer in range(n_layers) for kind, name in enumerate(KINDS[:LOGITS])]
+    hooks.append(("ln_final.hook_in", lambda x, hook: cut(x, hook, LOGITS, n_layers)))
+    with split_qkv_inputs(model), model.hooks(fwd_hooks=hooks):
+        return torch.as_tensor(metric(model(as_tokens(clean))))
+    ### END SOLUTION
+
+
+def _cut_edges(model, clean, corrupted_cache, metric, removed, *, sign=-1.0, sender_cache=None):
+    outputs = {}
+
+    def record(z, hook, layer):
+        outputs[layer] = z
+        return z
+
+    def cut(x, hook, kind, layer):
+        change = torch.zeros_like(x)
+        for edge_kind, s_layer, s_head, r_layer, r_head in removed.tolist():
+            if edge_kind == kind and r_layer == layer:
+                source = sender_cache["z", s_layer] if sender_cache is not None else outputs[s_layer]
+                sent = (source[:, :, s_head] - corrupted_cache["z", s_layer][:, :, s_head]) @ model.W_O[s_layer, s_head]
+                if kind == LOGITS:
+                    change += sign * sent
+                else:
+                    change[:, :, r_head] += sign * sent
+        return x + change
+
+    n_layers = model.cfg.n_layers
+    hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: record(z, hook, layer))
+             for layer in range(n_layers)]
+    hooks += [(f"blocks.{layer}.hook_{name}_input", lambda x, hook, kind=kind, layer=layer: cut(x, hook, kind, layer))
+              for layer in range(n_layers) for kind, name in enumerate(KINDS[:LOGITS])]
+    hooks.append(("ln_final.hook_in", lambda x, hook: cut(x, hook, LOGITS, n_layers)))
+    with split_qkv_inputs(model), model.hooks(fwd_hooks=hooks):
+        return torch.as_tensor(metric(model(as_tokens(clean))))
+
+
+def _edges_removed_added(model, clean, corrupted_cache, metric, removed):
+    return _cut_edges(model, clean, corrupted_cache, metric, removed, sign=1.0)
+
+
+def _edges_removed_whole_heads(model, clean, corrupted_cache, metric, removed):
+    heads = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool)
+    heads[removed[:, 1], removed[:, 2]] = True
+    return metric_with_heads_removed(model, clean, corrupted_cache, metric, heads)
+
+
+def _edges_removed_clean_senders(model, clean, corrupted_cache, metric, removed):
+    _, clean_cache = model.run_with_cache(as_tokens(clean))
+    return _cut_edges(model, clean, corrupted_cache, metric, removed, sender_cache=clean_cache)
+
+
+def _circuit_heads(model, case, k):
+    """The k heads with the largest |attribution| on the case's prompts: where the edges
+    that matter are."""
+    scores = attribution_head_outputs(model, case["clean"], case["corrupted"], case["metric"]).abs().cpu()
+    return [tuple(divmod(int(i), model.cfg.n_heads)) for i in scores.flatten().topk(k).indices]
+
+
+def _removed_edges_cases(model, generator):
+    cases = _setup_cases(model, generator)
+    for case, k in zip(cases, (4, _randint(generator, 4, 7))):
+        edges = candidate_edges(model, _circuit_heads(model, case, k))
+        keep = torch.rand(len(edges), generator=generator) < (0.5 if case is cases[0] else 0.3)
+        case.update(corrupted_cache=CachedRun(case.pop("corrupted").tokens), removed=edges[~keep])
+    return cases
+
+
+EXERCISES.append(Exercise(
+    metric_with_edges_removed, (), _removed_edges_cases,
+    "3 ABC-corrupted prompts of seed 0 with half the edges among its 4 most attributed heads "
+    "cut and, hidden, 2 to 4 seeded prompts (ABC or swapped names) with 70% of the edges "
+    "among its 4 to 6 most attributed heads cut", **SUM_TOL, needs_model=True, mistakes=(
+        Mistake("added", "added the sender's difference (this run - corrupted) to the "
+                "receiver's input; subtract it, so the input holds the corrupted output",
+                _edges_removed_added),
+        Mistake("whole_heads", "replaced the senders' whole outputs, which cuts every path out "
+                "of them (into the MLPs and every head), not the listed edges",
+                _edges_removed_whole_heads),
+        Mistake("clean_senders", "used the senders' clean-run outputs; an edge cut earlier can "
+                "change a sender, so use its output in this run (record hook_z)",
+                _edges_removed_clean_senders),
+    )))
+
+
+# --- Exercise 12: ACDC over edges ----------------------------------------------------------
+
+
+def prune_edges(model, clean, corrupted, metric, threshold: float, edges: torch.Tensor) -> torch.Tensor:
+    """ACDC over `edges` (int64 [n_edges, 5], already in ACDC's order: from the output
+    backwards, as `candidate_edges` makes them); every other edge stays. Visit the rows in
+    order and cut an edge for good if cutting it changes the metric of the current circuit
+    (`metric_with_edges_removed`, with the corrupted run's cache made once) by less than
+    `threshold` in absolute value. Returns bool [n_edges]: True for the edges kept.
+    """
+    ### BEGIN SOLUTION
+    _, corrupted_cache = model.run_with_cache(as_tokens(corrupted), names_filter=lambda name: name.endswith("hook_z"))
+    cut = torch.zeros(len(edges), dtype=torch.bool)
+    current = metric_with_edges_removed(model, clean, corrupted_cache, metric, edges[cut])
+    for index in tqdm(range(len(edges)), desc="pruning edges"):
+        cut[index] = True
+        value = metric_with_edges_removed(model, clean, corrupted_cache, metric, edges[cut])
+        if abs(float(value - current)) < threshold:
+            current = value
+        else:
+            cut[index] = False
+    return ~cut
+    ### END SOLUTION
+
+
+def _prune_edges(model, clean, corrupted, metric, threshold, edges, *, reverse=False, signed=False, against_full=False):
+    _, cache = model.run_with_cache(as_tokens(corrupted))
+    cut = torch.zeros(len(edges), dtype=torch.bool)
+    full = current = metric_with_edges_removed(model, clean, cache, metric, edges[cut])
+    for index in reversed(range(len(edges))) if reverse else range(len(edges)):
+        cut[index] = True
+        value = metric_with_edges_removed(model, clean, cache, metric, edges[cut])
+        change = float(value - (full if against_full else current))
+        if (change if signed else abs(change)) < threshold:
+            current = value
+        else:
+            cut[index] = False
+    return ~cut
+
+
+def _prune_edges_reversed(model, clean, corrupted, metric, threshold, edges):
+    return _prune_edges(model, clean, corrupted, metric, threshold, edges, reverse=True)
+
+
+def _prune_edges_signed(model, clean, corrupted, metric, threshold, edges):
+    return _prune_edges(model, clean, corrupted, metric, threshold, edges, signed=True)
+
+
+def _prune_edges_against_full(model, clean, corrupted, metric, threshold, edges):
+    return _prune_edges(model, clean, corrupted, metric, threshold, edges, against_full=True)
+
+
+def _prune_edges_cases(model, generator):
+    cases = _setup_cases(model, generator)
+    cases[0].update(threshold=0.02, edges=candidate_edges(model, _circuit_heads(model, cases[0], 4)))
+    heads = _circuit_heads(model, cases[1], _randint(generator, 3, 6))
+    threshold = float(torch.empty(1).uniform_(0.01, 0.05, generator=generator))
+    cases[1].update(threshold=threshold, edges=candidate_edges(model, heads))
+    return cases
+
+
+EXERCISES.append(Exercise(
+    prune_edges, ("edge",), _prune_edges_cases,
+    "3 ABC-corrupted prompts of seed 0, threshold 0.02 over the edges among its 4 most "
+    "attributed heads and, hidden, 2 to 4 seeded prompts (ABC or swapped names), a seeded "
+    "threshold (0.01 to 0.05) over the edges among 3 to 5 most attributed heads",
+    atol=0, rtol=0, needs_model=True, mistakes=(
+        Mistake("reversed", "visited the edges from the last row; the rows come from the output "
+                "backwards, the order ACDC visits them in", _prune_edges_reversed),
+        Mistake("signed", "compared the signed change with the threshold: compare |change|",
+                _prune_edges_signed),
+        Mistake("against_full", "compared with the whole model's metric; compare with the "
+                "current circuit's", _prune_edges_against_full),
+    )))
+
+
+# --- Exercise 13: which heads a method recovers ---------------------------------------------
 
 
 def head_precision_recall(found: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -558,7 +895,7 @@ EXERCISES.append(Exercise(
     )))
 
 
-# --- Exercise 10: antipattern "one circuit" — how much do circuits overlap? ----------------
+# --- Exercise 14: antipattern "one circuit" — how much do circuits overlap? ----------------
 
 
 def circuit_overlaps(circuits: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,8 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 # does): the same code runs, on less data. A published build uses the masters' values.
 CI_PARAMETERS = {"ch2_induction": {"ABLATION_ROWS": 1}, "ch3_circuits": {"N_PROMPTS": 4},
                  "ch4_saes": {"N_ROWS": 16, "TOY_EPOCHS": 20},
-                 "ch5_discovery": {"N_PROMPTS": 4, "THRESHOLDS": [0.01, 0.02, 0.04], "PRUNE_LAST_LAYERS": 6}}
+                 "ch5_discovery": {"N_PROMPTS": 4, "THRESHOLDS": [0.01, 0.02, 0.04], "PRUNE_LAST_LAYERS": 6,
+                                   "EDGE_HEADS": 6}}
 
 
 def build(book: Path, model: str = "smollm2-135m") -> subprocess.CompletedProcess:

@@ -6,10 +6,12 @@ behaves at its extremes."""
 import pytest
 import torch
 
+from readheads import edges as edge_lib
 from readheads import ioi, sweeps
 from solutions import ch3_circuits as ch3
-from solutions.ch5_discovery import (attribution_head_outputs, metric_gradients, metric_with_heads_removed,
-                                     pearson_correlation, prune_heads)
+from solutions.ch5_discovery import (attribution_head_outputs, edge_attribution, edge_attribution_logits,
+                                     metric_gradients, metric_with_edges_removed, metric_with_heads_removed,
+                                     pearson_correlation, prune_edges, prune_heads)
 
 
 @pytest.fixture(autouse=True)
@@ -74,3 +76,68 @@ def test_pruning_keeps_everything_at_threshold_zero_and_nothing_at_a_huge_one(gp
     # clean tokens, so the metric moves far from the clean run's 1
     assert float(metric_with_heads_removed(gpt2_test, clean, cache, metric, removed_all)) != pytest.approx(1, abs=1e-3)
     assert float(metric_with_heads_removed(gpt2_test, clean, cache, metric, ~removed_all)) == pytest.approx(1, abs=1e-4)
+
+
+def test_candidate_edges_run_from_the_output_backwards_and_only_forwards_in_layers(smollm2):
+    heads = [(3, 4), (3, 5), (7, 0), (12, 8), (12, 2)]
+    edges = edge_lib.candidate_edges(smollm2, heads)
+    kinds, senders, receivers = edges[:, 0], edges[:, 1], edges[:, 3]
+    assert (kinds[:5] == edge_lib.LOGITS).all() and (receivers[:5] == smollm2.cfg.n_layers).all()
+    assert (senders < receivers).all() and (receivers.diff() <= 0).all()
+    assert len({tuple(edge) for edge in edges.tolist()}) == len(edges)
+    # query edges into each query head, key/value edges into its key/value head (SmolLM2:
+    # head // 3): 12.2 reads key/value head 0, 12.8 reads key/value head 2
+    into_12 = edges[receivers == 12]
+    assert sorted(set(into_12[into_12[:, 0] == 0, 4].tolist())) == [2, 8]
+    assert sorted(set(into_12[into_12[:, 0] == 1, 4].tolist())) == [0, 2]
+    # 5 to the logits; into layer 12: 3 kinds x 2 receivers x 3 senders; into 7: 3 x 1 x 2
+    assert len(edges) == 5 + 3 * 2 * 3 + 3 * 1 * 2
+    assert edge_lib.edge_label(edges[0]) == "12.8 -> logits"
+
+
+def test_cutting_one_edge_changes_only_its_receivers_input(course_model):
+    """The edge (2.0 -> layer 5's key/value head 1, k) moves that key and nothing else in
+    layer 5: not the queries, values or other keys; layers before 5 see nothing."""
+    clean, corrupted, metric = ioi.patching_setup(course_model, 2, seed=1)
+    _, corrupted_cache = course_model.run_with_cache(corrupted.tokens)
+    names = ["blocks.5.attn.hook_q", "blocks.5.attn.hook_k", "blocks.5.attn.hook_v", "blocks.4.attn.hook_z"]
+    recorded = []
+
+    def run(removed):
+        seen = {}
+        hooks = [(name, lambda x, hook, name=name: seen.__setitem__(name, x.clone())) for name in names]
+        with course_model.hooks(fwd_hooks=hooks):
+            metric_with_edges_removed(course_model, clean, corrupted_cache, metric, removed)
+        recorded.append(seen)
+
+    run(torch.zeros(0, 5, dtype=torch.int64))
+    run(torch.tensor([[1, 2, 0, 5, 1]]))
+    changed = {name: (recorded[0][name] - recorded[1][name]).abs().amax(dim=(0, 1, 3)) > 0 for name in names}
+    assert changed["blocks.5.attn.hook_k"].nonzero().flatten().tolist() == [1]
+    assert not any(changed[name].any() for name in names if name != "blocks.5.attn.hook_k")
+
+
+def test_edge_attribution_tracks_cutting_each_edge_on_the_offline_model(smollm2):
+    clean, corrupted, metric = ioi.patching_setup(smollm2, 4, seed=0)
+    scores = {kind: edge_attribution(smollm2, clean, corrupted, metric, kind) for kind in "qkv"}
+    scores["logits"] = edge_attribution_logits(smollm2, clean, corrupted, metric)
+    heads = attribution_head_outputs(smollm2, clean, corrupted, metric).abs().flatten().topk(5).indices
+    edges = edge_lib.candidate_edges(smollm2, [divmod(int(i), smollm2.cfg.n_heads) for i in heads])
+    _, corrupted_cache = smollm2.run_with_cache(corrupted.tokens)
+    exact, estimate = [], []
+    for edge in edges:
+        kind, *cell = edge.tolist()
+        exact.append(1 - float(metric_with_edges_removed(smollm2, clean, corrupted_cache, metric, edge[None])))
+        estimate.append(float(scores[edge_lib.KINDS[kind]][tuple(cell[:2] if kind == edge_lib.LOGITS else cell)]))
+    # Cutting an edge of the clean run (noising) against patching it into the corrupted run
+    # (the estimate, denoising): equal to first order, measured 0.97 over 48 edges.
+    assert float(pearson_correlation(torch.tensor(exact), torch.tensor(estimate))) > 0.8
+
+
+def test_edge_pruning_keeps_everything_at_threshold_zero_and_nothing_at_a_huge_one(gpt2_test):
+    clean, corrupted, metric = ioi.patching_setup(gpt2_test, 2, seed=0)
+    edges = edge_lib.candidate_edges(gpt2_test, [(9, 1), (10, 2), (11, 3)])
+    assert prune_edges(gpt2_test, clean, corrupted, metric, 0.0, edges).all()
+    assert not prune_edges(gpt2_test, clean, corrupted, metric, 1e9, edges).any()
+    _, cache = gpt2_test.run_with_cache(corrupted.tokens)
+    assert float(metric_with_edges_removed(gpt2_test, clean, cache, metric, edges[:0])) == pytest.approx(1, abs=1e-4)

@@ -1,7 +1,8 @@
 """Course maintenance commands (`python -m autograder ...`).
 
     python -m autograder generate          rewrite the notebooks and the committed references
-                                           (the only command that changes committed files)
+                                           (the only command that changes committed files);
+                                           --chapter C rewrites only C's references
     python -m autograder build --model M   references for model M, in the user cache, or in
                                            --out DIR to distribute with a release; --seed S
                                            draws other (hidden) cases, for graders
@@ -31,18 +32,20 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_MODELS = ("smollm2-135m", "gpt2-test")
 
 
-def rebuild_committed() -> None:
-    """Rewrite the committed references and exercise index from scratch (no stale file stays)."""
+def rebuild_committed(chapters) -> None:
+    """Rewrite the exercise index and the committed references of `chapters` from scratch (no
+    stale file stays). Rebuilding a chapter whose solutions did not change only adds rounding
+    noise, so pass the chapters you changed."""
     from readheads import load_model
 
     references.COMMITTED_DIR.mkdir(exist_ok=True)
     (references.COMMITTED_DIR / "index.json").write_text(json.dumps(registry.index(), indent=1) + "\n")
-    for chapter in registry.chapters():
+    for chapter in chapters:
         shutil.rmtree(references.COMMITTED_DIR / chapter, ignore_errors=True)
         build(chapter).save(references.COMMITTED_DIR / chapter)
     for name in COMMITTED_MODELS:
         model = load_model(name, device="cpu")
-        for chapter in registry.chapters():
+        for chapter in chapters:
             print("wrote", build(chapter, model).save(references.COMMITTED_DIR / chapter))
 
 
@@ -67,7 +70,9 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("generate", help="regenerate notebooks and committed references")
+    generate = sub.add_parser("generate", help="regenerate notebooks and committed references")
+    generate.add_argument("--chapter", action="append", choices=registry.chapters(),
+                          help="rebuild only this chapter's references (default: all)")
     build = sub.add_parser("build", help="build reference tensors for a model")
     build.add_argument("--model", action="append", required=True)
     build.add_argument("--out", type=Path, help="folder to write to (default: see above)")
@@ -105,7 +110,7 @@ def main(argv=None) -> int:
         for chapter in registry.chapters():
             notebooks.generate(ROOT, chapter)
         notebooks.generate_book_index(ROOT)
-        rebuild_committed()
+        rebuild_committed(args.chapter or registry.chapters())
         return 0
     if args.command == "grade":
         from ..classroom import grade_class, submitted_notebooks, write_gradebook

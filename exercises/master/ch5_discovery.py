@@ -23,9 +23,12 @@
 #    with Chapter 3's exact sweeps, and find where the estimate fails.
 # 2. **Pruning** in the style of ACDC (Conmy et al. 2023): start from the whole model and
 #    remove every head whose removal barely changes the metric, working back from the output.
-# 3. **Evaluation**: which of the hand method's heads each algorithm recovers, how faithful
+# 3. **Edges**: which head feeds which head's query, key or value, or the logits. Edge
+#    attribution scores every edge from one forward and one backward pass; ACDC over edges
+#    draws the circuit as a graph.
+# 4. **Evaluation**: which of the hand method's heads each algorithm recovers, how faithful
 #    its circuit is, and what it costs.
-# 4. **Antipattern "one circuit"**: change the threshold, the corruption or the prompts, and
+# 5. **Antipattern "one circuit"**: change the threshold, the corruption or the prompts, and
 #    measure how much of the circuit stays.
 #
 # The task, dataset and metric are Chapter 3's, ready-made here (`readheads.ioi.patching_setup`):
@@ -39,6 +42,7 @@ MODEL = None  # None: $COURSE_MODEL, else "gpt2-small". Offline: "smollm2-135m".
 N_PROMPTS = 8  # prompts per dataset; more gives steadier numbers and slower sweeps
 THRESHOLDS = [0.005, 0.01, 0.02, 0.04]  # pruning thresholds for the trade-off plot
 PRUNE_LAST_LAYERS = None  # pruning searches the heads of this many last layers (None: all)
+EDGE_HEADS = 8  # the edge search looks at the edges among this many most attributed heads
 
 # %% tags=["setup"]
 import time
@@ -49,6 +53,7 @@ from tqdm.auto import tqdm
 
 from autograder import check
 from readheads import attention_view, load_model, show_model, top_heads
+from readheads.edges import KINDS, LOGITS, candidate_edges, edge_label, receiver_head, split_qkv_inputs
 from readheads.ioi import as_tokens, patching_setup
 from readheads.sweeps import head_output_sweep, layer_output_sweep, residual_sweep
 
@@ -224,8 +229,157 @@ plt.show()
 # Each removal may cost a little, and the costs add up: a threshold is a bound on each step,
 # not on the total. That is why faithfulness drifts as τ grows, and why a circuit should
 # always be reported with its threshold and its final metric.
+
+# %% [markdown]
+# ## 4. Edges: which head feeds which
 #
-# ## 4. Against the hand-found circuit
+# A list of heads says what matters, not how it connects. Chapter 3 found the connections by
+# path patching; here they get scored all at once. An *edge* runs from a sender head's output
+# to one input of a later receiver: a head's query, key or value, or the logits (the final
+# residual stream). Normally every head of a layer reads the same residual stream, so one
+# edge cannot be touched alone. `split_qkv_inputs(model)` gives each head its own copy of
+# the stream for each input (`blocks.{layer}.hook_q_input`, [batch, pos, head, d_model]);
+# a gradient there belongs to one receiver.
+#
+# Edge attribution (Syed et al. 2023) is attribution patching with that gradient: the
+# sender's output difference, dotted with the gradient at the receiver's own input. One
+# forward and one backward pass score every edge. In SmolLM2 the key and value inputs
+# belong to the key/value heads: 3 a layer, each shared by 3 query heads, so a k or v edge
+# feeds three query heads at once.
+
+# %% tags=["solution:edge_attribution"]
+
+# %% tags=["check:edge_attribution"]
+
+# %% tags=["solution:edge_attribution_logits"]
+
+# %% tags=["check:edge_attribution_logits"]
+
+# %%
+start = time.perf_counter()
+edge_scores = {kind: edge_attribution(model, clean, corrupted, metric, kind).cpu() for kind in KINDS[:3]}
+edge_scores["logits"] = edge_attribution_logits(model, clean, corrupted, metric).cpu()
+edge_seconds = time.perf_counter() - start
+n_edges = sum(int((scores != 0).sum()) for scores in edge_scores.values())
+print(f"{n_edges} edges scored in {edge_seconds:.1f} s (per kind: two cached runs and one backward pass)")
+ranked_edges = []
+for kind, scores in edge_scores.items():
+    for index in scores.abs().flatten().topk(8).indices:
+        cell = torch.unravel_index(index, scores.shape)
+        edge = (KINDS.index(kind), int(cell[0]), int(cell[1]),
+                *((int(cell[2]), int(cell[3])) if kind != "logits" else (cfg.n_layers, 0)))
+        ranked_edges.append((float(scores[cell]), edge))
+for score, edge in sorted(ranked_edges, key=lambda row: -abs(row[0]))[:12]:
+    print(f"{edge_label(edge):24} {score:+.3f}")
+
+# %% [markdown]
+# Read the list as Chapter 3's circuit, drawn as edges: heads that write the answer straight
+# into the logits (name movers), heads that change *where a name mover looks* (its query:
+# S-inhibition), and heads that feed those through their values. Among the heads with the
+# largest attribution, the scores of every edge between them:
+
+# %% mystnb={"image": {"alt": "Four heatmaps of edge-attribution scores among the most attributed heads: rows are senders, columns receivers, one panel each for query, key and value inputs and one column for the logits."}}
+circuit_heads = [tuple(divmod(int(i), cfg.n_heads)) for i in
+                 estimate["head outputs"].abs().flatten().topk(EDGE_HEADS).indices]
+circuit_heads.sort()
+labels = [f"{layer}.{head}" for layer, head in circuit_heads]
+grids = {kind: torch.tensor([[float(edge_scores[kind][s + (r[0], receiver_head(model, kind, r[1]))])
+                             for r in circuit_heads] for s in circuit_heads]) for kind in KINDS[:3]}
+grids["logits"] = torch.tensor([[float(edge_scores["logits"][s])] for s in circuit_heads])
+fig, axes = plt.subplots(1, 4, figsize=(16, 4.4), gridspec_kw={"width_ratios": [4, 4, 4, 1]}, layout="constrained")
+head_limit = max(float(grids[kind].abs().max()) for kind in KINDS[:3])
+for ax, (kind, grid) in zip(axes, grids.items()):
+    limit = float(grid.abs().max()) if kind == "logits" else head_limit
+    image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xticks(range(grid.shape[1]), labels if kind != "logits" else ["logits"], rotation=90)
+    ax.set_title(f"into {kind} (receiver)" if kind != "logits" else "direct")
+    plt.colorbar(image, ax=ax, shrink=0.7)
+axes[0].set_ylabel("sender")
+plt.show()
+
+# %% [markdown]
+# Pruning over edges works as it did over heads: cut an edge (its receiver gets the sender's
+# corrupted output; everything else reads the stream as it is) and keep the cut if the
+# metric of what is left moves by less than τ. The search here covers the edges among the
+# most attributed heads, and from each of them to the logits; every other path stays.
+
+# %% tags=["solution:metric_with_edges_removed"]
+
+# %% tags=["check:metric_with_edges_removed"]
+
+# %% tags=["solution:prune_edges"]
+
+# %% tags=["check:prune_edges"]
+
+# %%
+edges = candidate_edges(model, circuit_heads)
+middle_threshold = THRESHOLDS[len(THRESHOLDS) // 2]
+start = time.perf_counter()
+kept_edges = prune_edges(model, clean, corrupted, metric, middle_threshold, edges)
+edge_prune_seconds = time.perf_counter() - start
+edge_circuit_metric = float(metric_with_edges_removed(model, clean, corrupted_cache, metric, edges[~kept_edges]))
+print(f"τ = {middle_threshold}: {int(kept_edges.sum())} of {len(edges)} edges kept in {edge_prune_seconds:.0f} s; "
+      f"metric with the others cut {edge_circuit_metric:.2f}")
+start = time.perf_counter()
+exact_cut = torch.tensor([1 - float(metric_with_edges_removed(model, clean, corrupted_cache, metric, edge[None]))
+                          for edge in tqdm(edges, desc="cutting one edge at a time")])
+per_edge = (time.perf_counter() - start) / len(edges)
+print(f"cutting one edge: {per_edge:.2f} s a run; all {n_edges} edges one at a time would take "
+      f"{per_edge * n_edges / 60:.0f} min, against {edge_seconds:.1f} s for edge attribution")
+estimated = torch.tensor([float(edge_scores[KINDS[kind]][(s_layer, s_head) + ((r_layer, r_head) if kind < 3 else ())])
+                          for kind, s_layer, s_head, r_layer, r_head in edges.tolist()])
+print(f"edge attribution against cutting each edge alone: correlation "
+      f"{float(pearson_correlation(exact_cut, estimated)):.3f}")
+
+# %% mystnb={"image": {"alt": "Left: the edge circuit as a graph, heads placed by layer, arrows coloured by the input they feed (query, key, value, logits). Right: edge attribution against the exact effect of cutting each edge alone, with the diagonal."}}
+fig, (graph, scatter) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [3, 2]})
+layers_used = sorted({layer for layer, _ in circuit_heads})
+place = {}
+for layer in layers_used:
+    row = [h for h in circuit_heads if h[0] == layer]
+    for i, h in enumerate(row):
+        place[h] = (i - (len(row) - 1) / 2, layers_used.index(layer))
+place["logits"] = (0, len(layers_used))
+colours = {"q": "tab:blue", "k": "tab:green", "v": "tab:orange", "logits": "tab:red"}
+for kind, s_layer, s_head, r_layer, r_head in edges[kept_edges].tolist():
+    if KINDS[kind] == "logits":
+        targets = ["logits"]
+    else:
+        targets = [h for h in circuit_heads if h[0] == r_layer and receiver_head(model, KINDS[kind], h[1]) == r_head]
+    for target in targets:
+        graph.annotate("", xy=place[target], xytext=place[(s_layer, s_head)],
+                       arrowprops=dict(arrowstyle="-|>", mutation_scale=14, shrinkA=12, shrinkB=12,
+                                       color=colours[KINDS[kind]], lw=1.5,
+                                       connectionstyle=f"arc3,rad={0.15 * (kind - 1)}"))
+for node, (x, y) in place.items():
+    graph.text(x, y, node if node == "logits" else f"{node[0]}.{node[1]}", ha="center", va="center",
+               bbox=dict(boxstyle="round", fc="white", ec="grey"))
+for kind, colour in colours.items():
+    graph.plot([], [], color=colour, label=f"into {kind}" if kind != "logits" else "to the logits")
+graph.legend(loc="upper left")
+width = max(abs(x) for x, _ in place.values()) + 1
+graph.set_xlim(-width - 0.5, width + 0.5)
+graph.set_ylim(-0.7, len(layers_used) + 0.7)
+graph.axis("off")
+graph.set_title(f"Edges kept at τ = {middle_threshold} ({int(kept_edges.sum())} of {len(edges)}), layers upwards")
+scatter.scatter(exact_cut, estimated, s=14)
+low, high = float(min(exact_cut.min(), estimated.min())), float(max(exact_cut.max(), estimated.max()))
+scatter.plot([low, high], [low, high], color="grey", ls="--", lw=1)
+scatter.set_xlabel("exact: 1 - metric with this edge alone cut")
+scatter.set_ylabel("edge attribution")
+scatter.set_title(f"r = {float(pearson_correlation(exact_cut, estimated)):.2f}")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The graph is the claim an edge search makes, and it is narrower than a list of heads: a
+# head can be in the circuit for one receiver and irrelevant to the next. It inherits the
+# settings of the search (the heads allowed, τ, the corruption), and cutting an edge here
+# cuts the direct path only; the MLPs between sender and receiver still read the sender.
+
+# %% [markdown]
+# ## 5. Against the hand-found circuit
 #
 # Chapter 3's method ranks heads by exact activation patching of their outputs. Call its
 # circuit the heads whose patched output restores at least 5% of the logit difference (in
@@ -239,7 +393,6 @@ plt.show()
 # %%
 hand = exact["head outputs"].abs() >= 0.05
 print(f"hand method: {int(hand.sum())} heads, e.g. {[label for label, _ in top_heads(exact['head outputs'].abs(), 6)]}")
-middle_threshold = THRESHOLDS[len(THRESHOLDS) // 2]
 pruned = circuits[middle_threshold]
 attributed = torch.zeros_like(hand)  # attribution's top heads, as many as the hand method has
 attributed.view(-1)[estimate["head outputs"].abs().flatten().topk(int(hand.sum())).indices] = True
@@ -288,7 +441,7 @@ plt.show()
 # another. Precision and recall against the hand circuit say how far the methods agree, not
 # which is right; the circuit's own metric says how much of the behaviour it carries.
 #
-# ## 5. Antipattern: "the circuit"
+# ## 6. Antipattern: "the circuit"
 #
 # A circuit is the output of a method with settings: a threshold, a metric, a corruption, a
 # set of prompts. Change one and measure how much stays.
