@@ -3,7 +3,8 @@
 `materialize` turns a case's stored arguments into keyword arguments (fresh copies, so a
 function cannot spoil the references); `run_case` calls the function and reports its answer,
 the error it raised, and side effects that would spoil later work: inputs or the activation
-cache edited in place, the model's weights changed, hooks left on the model (removed here).
+cache edited in place, the model's weights changed, hooks or model settings (split per-head
+inputs...) left on the model (removed or switched back here).
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ class _Watch:
         if model is not None:
             self.parameters = _parameters(model)
             self.weights = [_stamp(p) for p in self.parameters]
+            self.switches = {name: getattr(model.cfg, name, None) for name in MODEL_SWITCHES}
             # Every hook registered from now on gets a handle id at least this large.
             self.first_hook_id = RemovableHandle.next_id
 
@@ -132,6 +134,12 @@ class _Watch:
             if _remove_hooks_since(self.model, self.first_hook_id):
                 problems.append("left a hook on the model (it was removed; use "
                                 "model.run_with_hooks(...) or remove your hooks before returning)")
+            for name, before in self.switches.items():
+                if getattr(self.model.cfg, name, None) != before:
+                    getattr(self.model, f"set_{name}")(before)
+                    problems.append(f"left model.cfg.{name} switched to {not before} (it was switched "
+                                    f"back; set it back before returning, e.g. `with "
+                                    f"split_qkv_inputs(model):` for use_split_qkv_input)")
         return "; ".join(problems) or None
 
 
@@ -156,6 +164,8 @@ def _cache_stamp(cache) -> dict:
 
 
 HOOK_KINDS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks")
+# Model settings an answer may switch on for its own work (model.set_use_...) but must restore.
+MODEL_SWITCHES = ("use_split_qkv_input", "use_attn_result", "use_attn_in", "use_hook_mlp_in")
 # Hooks that transformers and the TransformerLens bridge add themselves, on first use.
 LIBRARY_HOOKS = ("transformers.", "transformer_lens.model_bridge.")
 

@@ -2,7 +2,7 @@
 
     python benchmarks/run.py            # all
     python benchmarks/run.py checks     # one group: checks, loading, grading, ablation, patching,
-                                        # sae, discovery
+                                        # sae, discovery, truth
 """
 
 import os
@@ -326,9 +326,55 @@ def bench_discovery():
     print(f"  pruning those {len(edges)} edges at threshold 0.02: {seconds:.1f} s, {int(kept.sum())} edges kept")
 
 
+def bench_truth():
+    """Chapter 6's raw material on SmolLM2: which families of statements the model knows, and
+    how well a difference-of-means probe on the residual stream separates true from false
+    statements of the items it knows (held-out items, held-out families)."""
+    import torch
+
+    from readheads import load_model, truth
+
+    torch.set_grad_enabled(False)
+    model = load_model("smollm2-135m", device="cpu", quiet=True)
+    items = truth.truth_items(model)
+    knows = truth.completion_margin(model, items) > 0
+    print("items the model knows (true completion's logit above the false one's):")
+    for index, name in enumerate(truth.FAMILIES):
+        chosen = knows[items.family == index]
+        print(f"  {name:10s} {int(chosen.sum()):3d} of {len(chosen):3d}")
+    keep = knows.nonzero().flatten()
+    known = truth.TruthItems(*(field[keep] for field in items[:5]), [items.texts[i] for i in keep])
+    statements = truth.truth_statements(model, known)
+    names = [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
+    _, cache = model.run_with_cache(statements.tokens, names_filter=lambda name: name in names)
+    label, family, rows = statements.label.bool(), statements.family, torch.arange(len(statements.label))
+    held_out_items = torch.isin(statements.item, torch.randperm(len(keep), generator=torch.Generator().manual_seed(0))[: len(keep) // 2])
+
+    def accuracy(acts, train, test):
+        true_mean, false_mean = acts[train & label].mean(0), acts[train & ~label].mean(0)
+        direction = true_mean - false_mean
+        scores = (acts - (true_mean + false_mean) / 2) @ direction
+        return float(((scores > 0) == label)[test].float().mean())
+
+    print(f"difference-of-means probe on {len(rows)} statements, accuracy by layer "
+          "(held-out items | held-out family, mean over families | the same, each family centred):")
+    for offset, where in ((1, "the completion token"), (0, "the full stop")):
+        print(f"  read at {where}:")
+        for layer in range(0, model.cfg.n_layers, 3):
+            acts = cache[names[layer]][rows, statements.end_pos - offset]
+            centred = acts.clone()
+            for f in family.unique():
+                centred[family == f] -= acts[family == f].mean(0)
+            items_split = accuracy(acts, ~held_out_items, held_out_items)
+            by_family = [accuracy(acts, family != f, family == f) for f in family.unique()]
+            by_family_centred = [accuracy(centred, family != f, family == f) for f in family.unique()]
+            print(f"    layer {layer:2d}: {items_split:.2f} | {sum(by_family) / len(by_family):.2f} | "
+                  f"{sum(by_family_centred) / len(by_family_centred):.2f}")
+
+
 GROUPS = {"checks": bench_checks, "loading": bench_loading, "grading": bench_grading,
           "ablation": bench_ablation, "patching": bench_patching, "sae": bench_sae,
-          "discovery": bench_discovery}
+          "discovery": bench_discovery, "truth": bench_truth}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or GROUPS:

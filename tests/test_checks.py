@@ -170,6 +170,19 @@ def test_side_effects_on_the_model_fail_that_check_only(smollm2):
               hidden=True)
 
 
+def test_a_setting_left_switched_on_fails_that_check_and_is_switched_back(gpt2_test):
+    right = solution("edge_attribution_logits")
+
+    def leaves_split_inputs_on(model, clean, corrupted, metric):
+        model.set_use_split_qkv_input(True)
+        return right(model, clean, corrupted, metric)
+
+    with pytest.raises(CheckFailed, match="left model.cfg.use_split_qkv_input switched to True"):
+        check("edge_attribution_logits", function=leaves_split_inputs_on, model=gpt2_test)
+    assert gpt2_test.cfg.use_split_qkv_input is False
+    assert "passed" in verify("edge_attribution_logits", function=right, model=gpt2_test)
+
+
 def test_changed_weights_fail_the_check(gpt2_test):
     right = solution("head_type_scores")
     original = gpt2_test.blocks[0].attn.W_Q.clone()
