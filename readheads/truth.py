@@ -30,6 +30,30 @@ OPPOSITES = {"hot": "cold", "big": "small", "up": "down", "day": "night", "fast"
              "strong": "weak", "long": "short", "good": "bad", "first": "last", "north": "south",
              "east": "west", "win": "lose", "love": "hate", "open": "closed", "old": "young"}
 
+PLURALS = {"cat": "cats", "dog": "dogs", "car": "cars", "book": "books", "tree": "trees",
+           "house": "houses", "bird": "birds", "girl": "girls", "boy": "boys", "hand": "hands",
+           "day": "days", "year": "years", "friend": "friends", "door": "doors", "game": "games",
+           "man": "men", "woman": "women", "child": "children", "mouse": "mice", "foot": "feet",
+           "tooth": "teeth", "box": "boxes", "city": "cities", "baby": "babies", "story": "stories"}
+PAST_TENSES = {"walk": "walked", "play": "played", "jump": "jumped", "look": "looked",
+               "call": "called", "work": "worked", "open": "opened", "start": "started",
+               "help": "helped", "want": "wanted", "go": "went", "see": "saw", "eat": "ate",
+               "take": "took", "give": "gave", "come": "came", "run": "ran", "write": "wrote",
+               "speak": "spoke", "buy": "bought", "think": "thought", "find": "found",
+               "sing": "sang", "drink": "drank", "sit": "sat"}
+LANGUAGES = {"France": "French", "Germany": "German", "Italy": "Italian", "Spain": "Spanish",
+             "Japan": "Japanese", "Russia": "Russian", "China": "Chinese", "Greece": "Greek",
+             "Portugal": "Portuguese", "Poland": "Polish", "Sweden": "Swedish", "Norway": "Norwegian",
+             "Turkey": "Turkish", "Brazil": "Portuguese", "Mexico": "Spanish", "England": "English"}
+NUMBER_WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+                "eighteen", "nineteen", "twenty"]
+
+
+def _pairs(table: dict, template: str) -> list[tuple[str, str, list[str]]]:
+    return [(template.format(key), value, sorted({v for v in table.values() if v != value}))
+            for key, value in table.items()]
+
 
 def _successor(words: list[str], template: str) -> list[tuple[str, str, list[str]]]:
     return [(template.format(word), words[(i + 1) % len(words)],
@@ -50,10 +74,13 @@ def _families() -> dict[str, list[tuple[str, str, list[str]]]]:
         "months": _successor(MONTHS, "The month after {} is"),
         "letters": [(f"The letter after {x} is", y, [z for z in letters if z not in (x, y)])
                     for x, y in zip(letters, letters[1:])],
-        "capitals": [(f"The capital of {country} is", city, [c for c in CAPITALS.values() if c != city])
-                     for country, city in CAPITALS.items()],
+        "numbers": _successor(NUMBER_WORDS, "The number after {} is")[:-1],
+        "capitals": _pairs(CAPITALS, "The capital of {} is"),
+        "languages": _pairs(LANGUAGES, "The language spoken in {} is"),
         "opposites": [(f"The opposite of {a} is", b, [w for pair in OPPOSITES.items() for w in pair if w not in (a, b)])
                       for a, b in OPPOSITES.items()],
+        "plurals": _pairs(PLURALS, "The plural of {} is"),
+        "past_tense": _pairs(PAST_TENSES, "The past tense of {} is"),
     }
 
 

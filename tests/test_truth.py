@@ -43,7 +43,7 @@ def test_unknown_family_is_named():
 
 
 def test_the_offline_model_knows_capitals_and_opposites_but_not_which_number_is_larger(smollm2):
-    """What the chapter filters on: measured 20/20 capitals, 24/25 opposites, 18/72 'larger'
+    """What the chapter filters on: measured 20/20 capitals, 25/25 opposites, 18/72 'larger'
     (it prefers the number named first in 52 of 72)."""
     items = truth.truth_items(smollm2)
     knows = truth.completion_margin(smollm2, items) > 0
