@@ -662,11 +662,12 @@ def metric_with_edges_removed(model, clean, corrupted_cache, metric, removed: to
     changes by -(sender's output in this run - its corrupted output). Everything else reads
     the stream unchanged. The receiver input is ``blocks.{layer}.hook_{q,k,v}_input`` inside
     ``split_qkv_inputs(model)``, or ``ln_final.hook_in`` for the logits (kind 3). Record each
-    head's ``hook_z`` on the way: an earlier cut may have changed a sender. Returns the metric
-    (0-dim).
+    head's ``hook_z`` on the way: an earlier cut may have changed a sender. Read ``model.W_O``
+    once (each access stacks every layer's weights). Returns the metric (0-dim).
     """
     ### BEGIN SOLUTION
     removed = removed.tolist()
+    W_O = model.W_O
     outputs = {}  # this run's hook_z by layer
 
     def record(z, hook, layer):
@@ -678,7 +679,7 @@ def metric_with_edges_removed(model, clean, corrupted_cache, metric, removed: to
         for edge_kind, s_layer, s_head, r_layer, r_head in removed:
             if edge_kind == kind and r_layer == layer:
                 z = outputs[s_layer][:, :, s_head] - corrupted_cache["z", s_layer][:, :, s_head]
-                sent = z @ model.W_O[s_layer, s_head]
+                sent = z @ W_O[s_layer, s_head]
                 if kind == LOGITS:
                     change -= sent
                 else:
@@ -698,7 +699,7 @@ def metric_with_edges_removed(model, clean, corrupted_cache, metric, removed: to
 
 
 def _cut_edges(model, clean, corrupted_cache, metric, removed, *, sign=-1.0, sender_cache=None):
-    outputs = {}
+    W_O, outputs = model.W_O, {}
 
     def record(z, hook, layer):
         outputs[layer] = z
@@ -709,7 +710,7 @@ def _cut_edges(model, clean, corrupted_cache, metric, removed, *, sign=-1.0, sen
         for edge_kind, s_layer, s_head, r_layer, r_head in removed.tolist():
             if edge_kind == kind and r_layer == layer:
                 source = sender_cache["z", s_layer] if sender_cache is not None else outputs[s_layer]
-                sent = (source[:, :, s_head] - corrupted_cache["z", s_layer][:, :, s_head]) @ model.W_O[s_layer, s_head]
+                sent = (source[:, :, s_head] - corrupted_cache["z", s_layer][:, :, s_head]) @ W_O[s_layer, s_head]
                 if kind == LOGITS:
                     change += sign * sent
                 else:
