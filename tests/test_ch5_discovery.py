@@ -130,7 +130,8 @@ def test_edge_attribution_tracks_cutting_each_edge_on_the_offline_model(smollm2)
         exact.append(1 - float(metric_with_edges_removed(smollm2, clean, corrupted_cache, metric, edge[None])))
         estimate.append(float(scores[edge_lib.KINDS[kind]][tuple(cell[:2] if kind == edge_lib.LOGITS else cell)]))
     # Cutting an edge of the clean run (noising) against patching it into the corrupted run
-    # (the estimate, denoising): equal to first order, measured 0.97 over 48 edges.
+    # (the estimate, denoising): equal to first order. The page measures r = 0.97 over the 48
+    # edges among the 6 most attributed heads.
     assert float(pearson_correlation(torch.tensor(exact), torch.tensor(estimate))) > 0.8
 
 
