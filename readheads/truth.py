@@ -186,3 +186,27 @@ def truth_statements(model, items: TruthItems) -> TruthStatements:
     n = len(items.end_pos)
     return TruthStatements(tokens, end_pos, torch.tensor([1, 0]).repeat(n),
                            items.family.repeat_interleave(2), torch.arange(n).repeat_interleave(2))
+
+
+def select(items: TruthItems, keep: torch.Tensor) -> TruthItems:
+    """The items where `keep` (bool [n]) is True, e.g. those the model knows."""
+    rows = keep.nonzero().flatten()
+    return TruthItems(*(field[rows] for field in items[:5]), [items.texts[int(i)] for i in rows])
+
+
+def with_context(items: TruthItems, context_ids: list[int]) -> TruthItems:
+    """The items with `context_ids` (tokens) between BOS and each prefix."""
+    tokens = items.prefix_tokens
+    context = torch.tensor(context_ids, dtype=tokens.dtype).expand(len(tokens), -1)
+    return items._replace(prefix_tokens=torch.cat([tokens[:, :1], context, tokens[:, 1:]], dim=1),
+                          end_pos=items.end_pos + len(context_ids))
+
+
+def context_examples(model, items: TruthItems, n_examples: int, lie: bool, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Few-shot examples to put before a prompt: `n_examples` of the items (seeded), each
+    written as a statement with its false completion (`lie`) or its true one, one a line. Returns the
+    token ids and which items were used (keep them out of what is measured)."""
+    generator = torch.Generator().manual_seed(seed)
+    used = torch.randperm(len(items.texts), generator=generator)[:n_examples].tolist()
+    lines = [f"{prefix} {false if lie else true}.\n" for prefix, true, false in (items.texts[i] for i in used)]
+    return model.tokenizer.encode("".join(lines), add_special_tokens=False), used

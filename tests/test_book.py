@@ -31,7 +31,9 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CI_PARAMETERS = {"ch2_induction": {"ABLATION_ROWS": 1}, "ch3_circuits": {"N_PROMPTS": 4},
                  "ch4_saes": {"N_ROWS": 16, "TOY_EPOCHS": 20},
                  "ch5_discovery": {"N_PROMPTS": 4, "THRESHOLDS": [0.01, 0.02, 0.04], "PRUNE_LAST_LAYERS": 6,
-                                   "EDGE_HEADS": 6}}
+                                   "EDGE_HEADS": 6},
+                 "ch6_safety": {"SEEDS": 3, "STEER_SCALES": [2, 8], "STEER_LAYER_STEP": 6, "STEER_ITEMS": 60,
+                                "CONTEXT_EXAMPLES": 2, "LOGISTIC_STEPS": 100}}
 
 
 def build(book: Path, model: str = "smollm2-135m") -> subprocess.CompletedProcess:
@@ -157,7 +159,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-PAGES = ["intro", *registry.chapters(), "timings"]
+PAGES = ["intro", *registry.chapters(), *notebooks.CLOSING_PAGES]
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -174,7 +176,7 @@ def test_every_page_renders_offline_with_alt_text_and_its_views(browser, name):
         assert image["width"] > 0, f"{image['src']} did not load"
         alt = image["alt"].strip()
         assert alt and not alt.endswith((".png", ".svg")), f"{image['src']} has no alt text: {alt!r}"
-    if name in ("intro", "timings"):
+    if name == "intro" or name in notebooks.CLOSING_PAGES:
         return
     assert len(images) >= 4
     assert page.get_by_text("Outputs on this page come from").first.is_visible()

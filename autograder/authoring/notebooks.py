@@ -55,6 +55,8 @@ NOT_PUBLISHED = (
     "Whoever published these notebooks: set `install` under [tool.reading-attention-heads] in "
     "pyproject.toml and run `make generate` (README: Publish your copy of the course). "
     "Students: ask for the notebooks of a published copy.")
+# Book pages after the chapters: Markdown, written by hand (timings.md is the build's record).
+CLOSING_PAGES = ("dual_use", "timings")
 CHAPTERS_START, CHAPTERS_END = "<!-- chapters: generated from solutions/chapters.json -->", "<!-- end of chapters -->"
 PUBLISHING_START = "# publishing: generated from [tool.reading-attention-heads] in pyproject.toml\n"
 PUBLISHING_END = "# end of publishing\n"
@@ -216,7 +218,7 @@ def book_index(root: Path) -> dict[Path, str]:
     list (solutions/chapters.json), and its launch buttons (`launch_settings`)."""
     chapters = registry.chapter_list()
     toc = "format: jb-book\nroot: intro\nchapters:\n" + "".join(
-        f"  - file: {c['id']}\n" for c in chapters) + "  - file: timings\n"
+        f"  - file: {c['id']}\n" for c in chapters) + "".join(f"  - file: {page}\n" for page in CLOSING_PAGES)
     intro_path = root / "book" / "intro.md"
     intro = intro_path.read_text()
     start, end = intro.index(CHAPTERS_START) + len(CHAPTERS_START), intro.index(CHAPTERS_END)
