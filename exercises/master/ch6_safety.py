@@ -263,16 +263,32 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# Read the three lines against each other, not against zero. If "+ truth" helps and "- truth"
-# hurts more than the random push does, the direction has a causal share in the answer; if all
-# three fall alike, the probe found a *description* the model does not use at that place.
-# Note what was steered: the prompt's last token, while the probe was fitted at the completion
-# token of finished statements. A direction that describes statements need not be the one the
-# model writes its answer from.
+# Read the three lines against each other, not against zero. If "- truth" hurts more than the
+# random push, the direction has a causal share in the answer; if all three fall alike, the
+# probe found a *description* the model does not use at that place. These are items the model
+# already gets right, so "+ truth" has little room to help. The sharper test is the items it
+# gets *wrong*: does pushing along the direction make it prefer their true completions?
+# Note also what was steered: the prompt's last token, while the probe was fitted at the
+# completion token of finished statements. A direction that describes statements need not be
+# the one the model writes its answer from.
+
+# %%
+unknown = select(items, ~knows)
+unknown_arguments = (unknown.prefix_tokens, unknown.end_pos, unknown.true_ids, unknown.false_ids)
+scale = STEER_SCALES[-1]
+print(f"the {len(unknown.texts)} items the model gets wrong, steered at layer {steer_layer} ({scale}x): "
+      "how many now prefer the true completion")
+for name, vector in (("no push", 0 * direction), ("+ truth direction", direction),
+                     ("random direction", random_direction)):
+    fixed = steered_margins(model, *unknown_arguments, steer_layer, scale * vector) > 0
+    print(f"  {name:18s} {int(fixed.sum()):3d}")
+
+# %% [markdown]
 #
 # **Antipattern: correlation without intervention.** Compare, layer by layer, how well the
-# probe reads truth with how much steering along its direction moves the answer (the push
-# along + truth minus the push along - truth, at the largest scale).
+# probe reads truth with how much steering along its direction moves the answer (the margin
+# after a push along + truth minus the margin after a push along - truth, at the largest
+# scale).
 
 # %%
 steer_layers = LAYERS[::STEER_LAYER_STEP]
@@ -282,7 +298,7 @@ for layer in tqdm(steer_layers, desc="steering by layer"):
     effect.append(float((steered_margins(model, *item_arguments, layer, layer_direction)
                          - steered_margins(model, *item_arguments, layer, -layer_direction)).mean()))
 
-# %% mystnb={"image": {"alt": "Two curves against layer: the probe's held-out accuracy and the causal effect of steering along its direction; they peak at different layers."}}
+# %% mystnb={"image": {"alt": "Two curves against layer: the probe's held-out accuracy and the effect of steering along its direction (margin after a push along it minus after a push against it)."}}
 fig, ax = plt.subplots(figsize=(9, 3.8))
 ax.plot(LAYERS, dom_test.mean(0), color="tab:blue", label="probe accuracy (held-out items)")
 ax.set_xlabel("layer")
@@ -291,8 +307,15 @@ twin = ax.twinx()
 twin.plot(steer_layers, effect, "s--", color="tab:red")
 twin.axhline(0, color="grey", lw=1)
 twin.set_ylabel("margin(+dir) - margin(-dir)", color="tab:red")
-ax.set_title("Where truth can be read is not where steering along it acts")
+ax.set_title("Reading and steering, layer by layer")
 plt.show()
+
+# %% [markdown]
+# The two curves answer different questions and need not rank the layers alike. A layer can
+# describe truth well and steer little (the information is there, but the answer is not
+# written from it at that token), and where steering acts most need not be where the probe
+# reads best. Choosing where to intervene, or claiming what the model "uses", from probe
+# accuracy alone is the antipattern.
 
 # %% [markdown]
 # ## 4. The toy deception test
