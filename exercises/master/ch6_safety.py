@@ -323,10 +323,11 @@ plt.show()
 # The safety case wants a probe that reads what the model represents even when the model says
 # something else. A toy version: put false statements before each prompt ("The capital of
 # Italy is Madrid." ...), so that the context invites a false answer, and compare what the
-# model says with what the probe reads. The probe was fitted on plain statements; here it reads
-# the same statements after the false context. Count the items by what the model says (does it
-# still prefer the true completion?) and what the probe reads (does it score the true
-# statement above the false one?).
+# model says with what the probe reads. The probe is fitted on the plain statements of the
+# training third of the items; it then reads the other items' statements after the false
+# context. Count those items by what the model says (does it still prefer the true
+# completion?) and what the probe reads (does it score the true statement above the false
+# one?). The same count after a context of true statements is the baseline.
 
 # %% tags=["solution:deception_table"]
 
@@ -334,16 +335,21 @@ plt.show()
 
 
 # %%
+probe_train, _, _ = item_splits(0)
+probe_items = torch.zeros(len(known.texts), dtype=torch.bool)
+probe_items[statements.item[probe_train]] = True
+
+
 def verdicts(context_ids, used):
     """What the model says and what the probe reads, with `context_ids` before each prompt,
-    on the items not used as examples."""
-    rest = torch.ones(len(known.texts), dtype=torch.bool)
+    on the items neither used as examples nor seen by the probe."""
+    rest = ~probe_items
     rest[used] = False
     shown = select(with_context(known, context_ids), rest)
     margins = completion_margins(model, shown.prefix_tokens, shown.end_pos, shown.true_ids, shown.false_ids)
     shown_statements = truth_statements(model, shown)
-    scores = dom_probe_scores(acts[steer_layer], labels,
-                              residual_at(model, shown_statements.tokens, shown_statements.end_pos - 1, [steer_layer])[0])
+    shown_acts = residual_at(model, shown_statements.tokens, shown_statements.end_pos - 1, [steer_layer])[0]
+    scores = dom_probe_scores(acts[steer_layer][probe_train], labels[probe_train], shown_acts)
     return margins, scores[0::2] > scores[1::2]  # true statements come first
 
 
