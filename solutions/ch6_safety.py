@@ -14,7 +14,7 @@ the two class means, so that a positive score says "true".
 import torch
 
 from autograder.authoring.spec import Exercise, Mistake
-from readheads.truth import FAMILIES, context_examples, truth_items, truth_statements, with_context
+from readheads.truth import FAMILIES, select, truth_items, truth_statements
 
 PURE_TOL = dict(atol=1e-5, rtol=1e-4)
 FIT_TOL = dict(atol=1e-4, rtol=1e-3)  # a few hundred gradient steps in float32
@@ -39,10 +39,10 @@ def _some_items(model, generator, n_low, n_high):
 def _visible_items(model):
     """Three capitals and three sums: the first of each family."""
     items = truth_items(model, ("capitals", "addition"))
-    rows = torch.cat([(items.family == FAMILIES.index(f)).nonzero().flatten()[:3] for f in ("capitals", "addition")])
-    return items._replace(prefix_tokens=items.prefix_tokens[rows], end_pos=items.end_pos[rows],
-                          true_ids=items.true_ids[rows], false_ids=items.false_ids[rows],
-                          family=items.family[rows], texts=[items.texts[i] for i in rows])
+    first_three = torch.zeros(len(items.texts), dtype=torch.bool)
+    for family in ("capitals", "addition"):
+        first_three[(items.family == FAMILIES.index(family)).nonzero().flatten()[:3]] = True
+    return select(items, first_three)
 
 
 def _item_arguments(items) -> dict:
