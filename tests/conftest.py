@@ -12,6 +12,16 @@ TOKENIZER_DIR = SHARED / "gpt2-tokenizer"
 ATTENTION_WEIGHTS = SHARED / "gpt2-small-attention" / "gpt2-small-attention-fp32.safetensors"
 IN_CI = os.environ.get("CI") == "true"
 SEED = 4242  # the instructor's secret seed for hidden cases in the grading tests
+# Timings the slow tests record (book chapters, nbgrader courses): printed at the end of the
+# run, so CI's log shows where the time goes (README, "Tests").
+TIMINGS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.section("where the time went")
+        for line in TIMINGS:
+            terminalreporter.write_line(line)
 
 
 def require(condition: bool, reason: str) -> None:
@@ -74,29 +84,32 @@ def gpt2_attention(gpt2_test):
 
 @pytest.fixture(scope="session")
 def hidden_references(tmp_path_factory, smollm2):
-    """hidden_references(chapter): a folder holding the instructor's hidden references for
-    `chapter` (seed SEED, on the notebook model and the grader's second model), built once
-    per test run with the instructor's command. Copy it before grading into it."""
+    """hidden_references(): a folder holding the instructor's hidden references for every
+    chapter (seed SEED, on the notebook model and the grader's second model), built once per
+    test run with the instructor's command (one process: each model loads once). Copy it
+    before grading into it."""
     import subprocess
     import sys
+    import time
 
     from autograder.authoring.notebooks import tool_env
 
-    built = {}
+    built = []
 
-    def folder_for(chapter: str) -> Path:
-        if chapter not in built:
-            folder = tmp_path_factory.mktemp(f"hidden-{chapter}") / "hidden_references"
+    def folder() -> Path:
+        if not built:
+            out = tmp_path_factory.mktemp("hidden") / "hidden_references"
             command = [sys.executable, "-m", "autograder", "build", "--model", "smollm2-135m",
-                       "--model", "gqa-test", "--seed", str(SEED), "--chapter", chapter,
-                       "--out", str(folder)]
+                       "--model", "gqa-test", "--seed", str(SEED), "--out", str(out)]
+            started = time.monotonic()
             result = subprocess.run(command, cwd=ROOT, env=tool_env(), capture_output=True,
                                     text=True, timeout=1800)
             assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-            built[chapter] = folder
-        return built[chapter]
+            TIMINGS.append(f"hidden references, every chapter: {time.monotonic() - started:.0f} s")
+            built.append(out)
+        return built[0]
 
-    return folder_for
+    return folder
 
 
 @pytest.fixture(params=["smollm2", "gpt2_test"])

@@ -8,10 +8,12 @@ go to test-artifacts/screenshots/."""
 import functools
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import nbformat
@@ -19,7 +21,7 @@ import pytest
 
 from autograder.authoring import notebooks, registry
 
-from .conftest import ROOT
+from .conftest import ROOT, TIMINGS
 
 pytestmark = pytest.mark.slow
 # The book is built as a published copy would be, so its launch buttons and badges exist.
@@ -78,9 +80,21 @@ def site(tmp_path_factory, smollm2) -> Path:
     root = tmp_path_factory.mktemp("published")
     book = copy_book(root)
     publish(root)
+    started = time.monotonic()
     result = build(book)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return book / "_build" / "html"
+    html = book / "_build" / "html"
+    TIMINGS.append(f"book build: {time.monotonic() - started:.0f} s, of which chapters executing:")
+    TIMINGS.extend(f"  {chapter}: {seconds} s" for chapter, seconds in execution_times(html))
+    return html
+
+
+def execution_times(html: Path) -> list[tuple[str, str]]:
+    """(chapter, seconds) from the build's execution table (the timings page)."""
+    page = (html / "timings.html").read_text()
+    table = page[page.index("<tbody>"):]
+    return re.findall(r'href="(\w+)\.html".*?</td>\s*<td><p>[^<]*</p></td>\s*<td><p>\w+</p></td>'
+                      r'\s*<td><p>([\d.]+)</p></td>', table, re.DOTALL)
 
 
 def test_book_builds_with_figures_and_names_its_model(site):

@@ -14,6 +14,8 @@ import torch
 from autograder import CheckFailed, check
 from autograder.authoring import registry
 from autograder.check import load_references, verify
+from autograder.compare import judge
+from autograder.running import Outcome
 
 from .conftest import ROOT
 
@@ -82,12 +84,28 @@ def test_model_exercise(exercise, course_model):
             check(exercise.id, function=stub, model=course_model, hidden=hidden)
 
 
-def test_model_mistakes_are_diagnosed_where_they_make_a_difference(smollm2, gpt2_test):
-    """Every mistake the SmolLM2 references keep is caught, with its message, on at least one
-    case; on GPT-2 some coincide with the solution (no rotary, one KV head per query head)."""
-    for exercise in MODEL:
-        chapter = registry.find(exercise.id)[0]
-        kept = load_references(chapter, {"model": smollm2}).exercises[exercise.id].mistake_messages
+@pytest.mark.parametrize("which", ["smollm2", "gpt2_test"])
+def test_model_mistakes_are_diagnosed_on_every_case_that_keeps_them(which, request):
+    """Every mistake a model's references keep is named, with its message, on every case that
+    keeps it (its stored output judged as an answer; the sync check proves the mistake's code
+    still gives that output, `test_ch1_model_mistakes_are_diagnosed_when_run` runs some)."""
+    model = request.getfixturevalue(which)
+    for chapter in registry.chapters():
+        for exercise in load_references(chapter, {"model": model}).exercises.values():
+            names = list(exercise.outputs)
+            for index, case in enumerate(exercise.cases):
+                for mistake, outputs in case.mistakes.items():
+                    answer = outputs[names[0]] if len(names) == 1 else tuple(outputs[n] for n in names)
+                    verdict = judge(Outcome(answer), exercise, case, "cpu") or "passed"
+                    assert exercise.mistake_messages[mistake] in verdict, (exercise.id, index, mistake)
+
+
+def test_ch1_model_mistakes_are_diagnosed_when_run(smollm2, gpt2_test):
+    """Chapter 1's model mistakes, run through `check` as a student's answer would be: each
+    one SmolLM2's references keep is caught with its message on some case; on GPT-2 some
+    coincide with the solution (no rotary, one KV head per query head)."""
+    for exercise in (e for e in MODEL if registry.find(e.id)[0] == "ch1_attention"):
+        kept = load_references("ch1_attention", {"model": smollm2}).exercises[exercise.id].mistake_messages
         for mistake in (m for m in exercise.mistakes if m.name in kept):
             for hidden in (False, True):  # some mistakes only show on one of the cases
                 try:

@@ -35,7 +35,7 @@ def autograder(*args, cwd=ROOT):
 
 @pytest.fixture(scope="module")
 def hidden(hidden_references):
-    return hidden_references(CHAPTER)
+    return hidden_references()
 
 
 def test_grade_a_class_in_parallel_into_one_gradebook(hidden, tmp_path):

@@ -111,6 +111,7 @@ def test_a_mistake_kept_or_dropped_by_a_hair_is_not_reported(tmp_path, monkeypat
     assert problems == [], problems
 
 
+@pytest.mark.slow
 def test_the_random_test_model_has_the_same_weights_on_every_vector_path(gpt2_test, tmp_path):
     """Its fingerprint picks its references: it must not depend on how this CPU rounds."""
     assert model_key_on_plain_cpu_path("gpt2-test", tmp_path) == gpt2_test.course_info.key

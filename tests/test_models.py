@@ -98,6 +98,7 @@ def stand_in_hub_cache(hf_home, checkpoint):
     config_path.write_text(json.dumps(config))
 
 
+@pytest.mark.slow
 def test_gpt2_small_loads_by_name_and_builds_references_on_first_use(gpt2_test, tmp_path):
     """The real `load_model("gpt2-small")` path, through a stand-in Hub cache; a model with
     no committed references gets them built once into the user cache, and the check says so."""

@@ -1,7 +1,8 @@
-"""The instructor's pipeline, end to end, for every chapter, in a scratch course:
+"""The instructor's pipeline, end to end, for every chapter, in one scratch course:
 generate_assignment, hidden references with the instructor's seed, autograde through the real
-nbgrader with the sealed grader, feedback and export. Three submissions per chapter: the full
-solution, the untouched release, and one partly right with a known mistake."""
+nbgrader with the sealed grader, feedback and export, each step one command for all chapters.
+Three submissions per chapter: the full solution, the untouched release, and one partly
+right with a known mistake."""
 
 import csv
 import html
@@ -9,6 +10,7 @@ import inspect
 import shutil
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
@@ -17,7 +19,7 @@ from traitlets.config import Config
 from autograder.authoring import registry
 from autograder.authoring.notebooks import SOLUTION_MARKER, tool_env
 
-from .conftest import ROOT
+from .conftest import ROOT, TIMINGS
 
 pytestmark = pytest.mark.slow
 N_CORRECT = 3  # carol solves the first three exercises and gets the fourth wrong
@@ -61,54 +63,63 @@ def partly_right(notebook):
     return order[:N_CORRECT], mistake
 
 
-def make_course(tmp_path_factory, chapter, hidden, submissions_for, limits=""):
-    """A scratch nbgrader course for `chapter`: released, the hidden references (from the
-    folder `hidden`, built by the instructor's command) in place, the notebooks from
-    `submissions_for(source, release)` submitted, autograded, fed back, exported."""
-    notebook_name = f"{chapter}.ipynb"
-    course = tmp_path_factory.mktemp(f"course-{chapter}")
+def make_course(tmp_path_factory, chapters, hidden, submissions_for, limits=""):
+    """A scratch nbgrader course for `chapters`, graded in one pass: released, the hidden
+    references (the folder `hidden`, built by the instructor's command) in place, the
+    notebooks from `submissions_for(chapter, source, release)` ({student: notebook})
+    submitted, autograded, fed back, exported. One nbgrader command per step for all
+    chapters (`"*"`), as an instructor grading several assignments at once would run it."""
+    course = tmp_path_factory.mktemp("course")
     config = (ROOT / "exercises" / "nbgrader_config.py").read_text() + limits
     (course / "nbgrader_config.py").write_text(config)
-    shutil.copytree(ROOT / "exercises" / "source" / chapter, course / "source" / chapter)
-    run(course, "generate_assignment", chapter)
+    for chapter in chapters:
+        shutil.copytree(ROOT / "exercises" / "source" / chapter, course / "source" / chapter)
+    started = time.monotonic()
+    run(course, "generate_assignment", "*")
     shutil.copytree(hidden, course / "hidden_references")
-    source = nbformat.read(course / "source" / chapter / notebook_name, as_version=4)
-    release = nbformat.read(course / "release" / chapter / notebook_name, as_version=4)
-    submissions = submissions_for(source, release)
-    (course / "students.csv").write_text("id\n" + "".join(f"{s}\n" for s in submissions))
+    students = set()
+    for chapter in chapters:
+        name = f"{chapter}.ipynb"
+        source = nbformat.read(course / "source" / chapter / name, as_version=4)
+        release = nbformat.read(course / "release" / chapter / name, as_version=4)
+        for student, notebook in submissions_for(chapter, source, release).items():
+            students.add(student)
+            (course / "submitted" / student / chapter).mkdir(parents=True)
+            nbformat.write(notebook, course / "submitted" / student / chapter / name)
+    (course / "students.csv").write_text("id\n" + "".join(f"{s}\n" for s in sorted(students)))
     run(course, "db", "student", "import", "students.csv")
-    for student, notebook in submissions.items():
-        folder = course / "submitted" / student / chapter
-        folder.mkdir(parents=True)
-        nbformat.write(notebook, folder / notebook_name)
-    graded = run(course, "autograde", chapter)
-    run(course, "generate_feedback", chapter)
+    graded = run(course, "autograde", "*")
+    run(course, "generate_feedback", "*")
     run(course, "export", "--to", str(course / "grades.csv"))
     with open(course / "grades.csv") as handle:
-        scores = {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(handle)}
-    return {"root": course, "chapter": chapter, "scores": scores, "log": graded.stderr}
+        scores = {(row["assignment"], row["student_id"]): float(row["raw_score"])
+                  for row in csv.DictReader(handle)}
+    TIMINGS.append(f"nbgrader course of {len(chapters)} chapter(s), {len(students)} students: "
+                   f"{time.monotonic() - started:.0f} s")
+    return {"root": course, "scores": scores, "log": graded.stderr}
 
 
-def feedback(course, student):
-    chapter = course["chapter"]
+def feedback(course, student, chapter):
     return (course["root"] / "feedback" / student / chapter / f"{chapter}.html").read_text()
 
 
-@pytest.fixture(scope="module", params=registry.chapters())
-def course(request, tmp_path_factory, hidden_references):
+@pytest.fixture(scope="module")
+def course(tmp_path_factory, hidden_references):
+    """Every chapter, three students: alice (the solution), bob (the release untouched) and
+    carol (partly right, then a known mistake)."""
     chosen = {}
 
-    def submissions(source, release):
+    def submissions(chapter, source, release):
         partial = nbformat.from_dict(release)
-        chosen["correct"], chosen["mistake"] = partly_right(partial)
+        chosen[chapter] = partly_right(partial)
         return {"alice": source, "bob": release, "carol": partial}
 
-    hidden = hidden_references(request.param)
-    return {**make_course(tmp_path_factory, request.param, hidden, submissions), **chosen}
+    graded = make_course(tmp_path_factory, registry.chapters(), hidden_references(), submissions)
+    return {**graded, "chosen": chosen}
 
 
-def test_release_has_stubs_and_no_hidden_tests(course):
-    chapter = course["chapter"]
+@pytest.mark.parametrize("chapter", registry.chapters())
+def test_release_has_stubs_and_no_hidden_tests(course, chapter):
     release = (course["root"] / "release" / chapter / f"{chapter}.ipynb").read_text()
     assert "hidden=True" not in release and "BEGIN HIDDEN TESTS" not in release
     assert "BEGIN SOLUTION" not in release
@@ -117,17 +128,22 @@ def test_release_has_stubs_and_no_hidden_tests(course):
     assert release == committed.read_text(), "committed release differs from nbgrader's output"
 
 
-def test_scores(course):
-    points = {e.id: e.points for e in registry.exercises(course["chapter"])}
-    assert course["scores"] == {"alice": sum(points.values()), "bob": 0.0,
-                                "carol": sum(points[e] for e in course["correct"])}
+@pytest.mark.parametrize("chapter", registry.chapters())
+def test_scores(course, chapter):
+    points = {e.id: e.points for e in registry.exercises(chapter)}
+    correct, _ = course["chosen"][chapter]
+    scores = {student: course["scores"][chapter, student] for student in ("alice", "bob", "carol")}
+    assert scores == {"alice": sum(points.values()), "bob": 0.0,
+                      "carol": sum(points[e] for e in correct)}
 
 
-def test_feedback_explains_failures(course):
-    carol = html.unescape(feedback(course, "carol"))  # apostrophes come escaped or not
-    assert course["mistake"].message.split(":")[0] in carol
-    assert "not implemented yet" in feedback(course, "bob")
-    assert "graded by the sealed grader" in feedback(course, "alice")
+@pytest.mark.parametrize("chapter", registry.chapters())
+def test_feedback_explains_failures(course, chapter):
+    _, mistake = course["chosen"][chapter]
+    carol = html.unescape(feedback(course, "carol", chapter))  # apostrophes come escaped or not
+    assert mistake.message.split(":")[0] in carol
+    assert "not implemented yet" in feedback(course, "bob", chapter)
+    assert "graded by the sealed grader" in feedback(course, "alice", chapter)
 
 
 def test_model_cells_get_a_long_timeout_and_grading_is_sealed():

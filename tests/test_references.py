@@ -5,6 +5,7 @@ import dataclasses
 import importlib
 import json
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +17,7 @@ from autograder.authoring.sync import references_out_of_sync
 from autograder.check import load_references
 from autograder.authoring.build import build_case
 from autograder.authoring.build import describe
+from autograder.authoring.digest import sources_digest
 from autograder.authoring.spec import Exercise, Mistake
 from autograder.compare import judge
 from autograder.references import ExerciseReferences, ReferenceSet
@@ -24,6 +26,8 @@ from autograder.running import Outcome
 from .conftest import ROOT
 
 CHAPTER = "ch1_attention"
+# Reference sets recomputed by the sync check although their digests are unchanged.
+SYNC_SAMPLE = 2
 
 
 def test_pure_reference_set_describes_every_pure_exercise_and_its_cases():
@@ -78,20 +82,105 @@ def test_missing_references_say_how_to_build(tmp_path, monkeypatch):
 
 
 def test_committed_references_are_reproduced_by_the_solutions(smollm2, gpt2_test):
-    assert references_out_of_sync(["smollm2-135m", "gpt2-test"]) == []
+    """Every set whose digest changed is recomputed, and SYNC_SAMPLE of the others (drawn
+    anew each run; `make verify-all` recomputes them all)."""
+    log = []
+    problems = references_out_of_sync(["smollm2-135m", "gpt2-test"], everything=False,
+                                      sample=SYNC_SAMPLE, log=log.append)
+    assert problems == [], "\n".join(log)
+    assert sum("recomputing" in line for line in log) >= SYNC_SAMPLE, log
 
 
-def test_a_changed_solution_is_detected_as_out_of_sync(monkeypatch):
+def test_committed_digests_are_current():
+    """What the committed sets depend on has not changed since their digests were stored
+    (otherwise every verify recomputes them: `python -m autograder verify --record`)."""
+    for path in sorted(references.COMMITTED_DIR.glob("*/*.json")):
+        if path.name == "index.json":
+            continue
+        manifest = json.loads(path.read_text())
+        current = sources_digest(manifest["chapter"], manifest["key"])
+        assert (manifest.get("digest") or {}).get("sources") == current, (
+            f"{path}: the digest is stale: run `python -m autograder verify --record` (or "
+            "`python -m autograder generate --chapter` where the tensors changed)")
+
+
+def pure_problems(problems: list[str]) -> list[str]:
+    """Those about the pure sets (with no model named, the model sets read as stale)."""
+    return [p for p in problems if "pure.safetensors:" in p or "index.json" in p]
+
+
+def _replaced(monkeypatch, exercise_id, **changes):
+    """Replace an exercise's declaration for the test."""
+    chapter, exercise = registry.find(exercise_id)
+    module = registry.chapter_module(chapter)
+    changed = [e if e is not exercise else dataclasses.replace(e, **changes) for e in module.EXERCISES]
+    monkeypatch.setattr(module, "EXERCISES", changed)
+    return exercise
+
+
+def _edited_copy(module, tmp_path, monkeypatch):
+    """Point `module` at a copy of its file with one line of code changed."""
+    source = Path(module.__file__).read_text()
+    line = next(line for line in source.splitlines() if line.strip().startswith("return "))
+    copy = tmp_path / Path(module.__file__).name
+    copy.write_text(source.replace(line, line + "  # edited", 1))
+    monkeypatch.setattr(module, "__file__", str(copy))
+
+
+@pytest.mark.parametrize("change", ["solution file", "library module", "solution", "case maker",
+                                    "mistake", "tolerance"])
+def test_the_digest_changes_with_what_the_tensors_depend_on(change, tmp_path, monkeypatch):
+    import readheads.patching
+    import solutions.ch3_circuits
+
+    chapters = ("ch1_attention", "ch3_circuits")
+    before = {c: sources_digest(c, "pure") for c in chapters}
+    exercise = registry.find("logit_diff")[1]
+    if change == "solution file":
+        _edited_copy(solutions.ch3_circuits, tmp_path, monkeypatch)
+    elif change == "library module":  # ch3's solutions import readheads.patching; ch1's do not
+        _edited_copy(readheads.patching, tmp_path, monkeypatch)
+    elif change == "solution":
+        _replaced(monkeypatch, exercise.id, solution=lambda *args: exercise.solution(*args) * 1)
+    elif change == "case maker":
+        _replaced(monkeypatch, exercise.id, make_cases=lambda *args: exercise.make_cases(*args))
+    elif change == "mistake":
+        _replaced(monkeypatch, exercise.id, mistakes=exercise.mistakes[1:])
+    else:
+        _replaced(monkeypatch, exercise.id, atol=exercise.atol * 2)
+    after = {c: sources_digest(c, "pure") for c in chapters}
+    assert after["ch3_circuits"] != before["ch3_circuits"]
+    assert after["ch1_attention"] == before["ch1_attention"]
+    assert sources_digest("ch3_circuits", "gpt2-test-1") != sources_digest("ch3_circuits", "pure")
+
+
+def test_a_changed_solution_is_recomputed_by_its_digest_and_caught(monkeypatch):
     def attention_scores(q, k):  # an edited solution, no longer matching the stored tensors
         return torch.einsum("bqhd,bkhd->bhqk", q, k) / q.shape[-1]
 
-    module = registry.chapter_module(CHAPTER)
-    exercise = registry.find("attention_scores")[1]
-    changed = [e if e is not exercise else dataclasses.replace(e, solution=attention_scores)
-               for e in module.EXERCISES]
-    monkeypatch.setattr(module, "EXERCISES", changed)
-    problems = [p for p in references_out_of_sync([]) if "pure.safetensors:" in p]
+    log = []
+    assert pure_problems(references_out_of_sync([], everything=False, sample=0, log=log.append)) == []
+    assert not any("recomputing" in line for line in log), log
+    _replaced(monkeypatch, "attention_scores", solution=attention_scores)
+    log.clear()
+    problems = pure_problems(references_out_of_sync([], everything=False, sample=0, log=log.append))
     assert problems and all("attention_scores" in p for p in problems)
+    assert [line for line in log if "recomputing" in line] == [
+        f"recomputing {CHAPTER}/pure.safetensors (its digest changed)"]
+
+
+def test_a_stored_digest_that_differs_makes_verify_recompute(tmp_path, monkeypatch):
+    """Another machine class or library version (the digest's environment part) recomputes."""
+    shutil.copytree(references.COMMITTED_DIR, tmp_path / "references")
+    path = tmp_path / "references" / CHAPTER / "pure.json"
+    manifest = json.loads(path.read_text())
+    manifest["digest"]["environment"]["platform"] = "riscv64/DEFAULT"
+    path.write_text(json.dumps(manifest))
+    monkeypatch.setattr(references, "COMMITTED_DIR", tmp_path / "references")
+    log = []
+    assert pure_problems(references_out_of_sync([], everything=False, sample=0, log=log.append)) == []
+    assert [line for line in log if "recomputing" in line] == [
+        f"recomputing {CHAPTER}/pure.safetensors (its digest changed)"]
 
 
 def test_committed_notebooks_and_book_index_are_generated_from_the_sources():

@@ -171,7 +171,7 @@ def filled(release, sources, added_cell=None):
 def corpus(tmp_path_factory, hidden_references):
     original = REAL_RUNNING.read_bytes()
 
-    def submissions(source, release):
+    def submissions(chapter, source, release):
         return {"mallory": filled(release, mallory_sources()),
                 "nora": filled(release, nora_sources(), ADDED_CELL),
                 "oscar": filled(release, oscar_sources()),
@@ -179,7 +179,8 @@ def corpus(tmp_path_factory, hidden_references):
                 "zed": source}  # graded after the others
 
     try:
-        yield make_course(tmp_path_factory, CHAPTER, hidden_references(CHAPTER), submissions, LIMITS)
+        graded = make_course(tmp_path_factory, [CHAPTER], hidden_references(), submissions, LIMITS)
+        yield {**graded, "scores": {s: v for (_, s), v in graded["scores"].items()}}
     finally:
         if REAL_RUNNING.read_bytes() != original:  # only if the grader failed to restore it
             REAL_RUNNING.write_bytes(original)
@@ -194,7 +195,7 @@ def test_each_attack_costs_only_its_own_exercise(corpus):
     total = sum(e.points for e in registry.exercises(CHAPTER))
     assert corpus["scores"]["nora"] == total - 1  # head_type_scores' cell ended the process
     assert corpus["scores"]["oscar"] == total - 2  # the hook and the weights
-    assert "left out: it ended the process" in feedback(corpus, "nora")
+    assert "left out: it ended the process" in feedback(corpus, "nora", CHAPTER)
 
 
 def test_an_answer_that_fits_only_the_notebook_model_fails_on_the_second_model(corpus, smollm2):
@@ -208,7 +209,7 @@ def test_an_answer_that_fits_only_the_notebook_model_fails_on_the_second_model(c
     # ...but the sealed grader also grades it on gqa-test (8 query heads over 2 key/value heads).
     total = sum(e.points for e in registry.exercises(CHAPTER))
     assert corpus["scores"]["sam"] == total - 1
-    assert "second model gqa-test" in feedback(corpus, "sam")
+    assert "second model gqa-test" in feedback(corpus, "sam", CHAPTER)
 
 
 def test_a_correct_submission_after_a_saboteur_keeps_full_marks(corpus):
@@ -217,7 +218,7 @@ def test_a_correct_submission_after_a_saboteur_keeps_full_marks(corpus):
 
 
 def test_feedback_says_what_each_attack_did(corpus):
-    page = feedback(corpus, "mallory") + feedback(corpus, "oscar")
+    page = feedback(corpus, "mallory", CHAPTER) + feedback(corpus, "oscar", CHAPTER)
     for expected in ["changed its argument `pattern` in place", "left a hook on the model",
                      "changed the model", "ran past its time limit",
                      "ended the process", "raised SystemExit", "are NaN", "wrong dtype",

@@ -12,6 +12,7 @@ from ..compare import distinguishability
 from ..references import Argument, Case, ExerciseReferences, ReferenceSet, reference_key
 from ..running import RECORD_TYPES, materialize
 from . import registry
+from .digest import reference_digest
 from .spec import CachedRun, Exercise
 
 PLAIN = (int, float, str, bool, type(None))
@@ -47,8 +48,9 @@ def build(chapter: str, model=None, *, seed: int | None = None,
                                                       exercises[exercise.id].mistake_messages))
     sources = {"model": _model_entry(model)} if model is not None else {}
     versions = {p: version(p) for p in ("torch", "transformers", "transformer_lens")}
-    return ReferenceSet(chapter, reference_key({"model": model} if model is not None else {}),
-                        sources, versions, exercises)
+    key = reference_key({"model": model} if model is not None else {})
+    return ReferenceSet(chapter, key, sources, versions, exercises,
+                        digest=reference_digest(chapter, key))
 
 
 def draw_cases(chapter: str, exercise: Exercise, model=None, seed: int | None = None

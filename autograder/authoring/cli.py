@@ -6,7 +6,11 @@
     python -m autograder build --model M   references for model M, in the user cache, or in
                                            --out DIR to distribute with a release; --seed S
                                            draws other (hidden) cases, for graders
-    python -m autograder verify            fail if anything generated is out of sync
+    python -m autograder verify            fail if anything generated is out of sync: every
+                                           reference set whose digest changed, and a seeded
+                                           sample of the others (--sample N, --seed S);
+                                           --all recomputes every set; --record stores
+                                           today's digest in each set proven in sync
     python -m autograder grade SUBMITTED --assignment A --hidden DIR [--jobs N]
                                            grade a class with the sealed grader: nbgrader's
                                            SUBMITTED/<student>/A/*.ipynb -> a gradebook CSV;
@@ -79,7 +83,13 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--chapter", action="append", choices=registry.chapters(),
                        help="only this chapter (default: all)")
     build.add_argument("--seed", type=int, help="draw other cases than the published ones")
-    sub.add_parser("verify", help="check generated notebooks and references are in sync")
+    verify = sub.add_parser("verify", help="check generated notebooks and references are in sync")
+    verify.add_argument("--all", action="store_true", help="recompute every reference set")
+    verify.add_argument("--sample", type=int, default=2,
+                        help="reference sets with unchanged digests recomputed anyway (default 2)")
+    verify.add_argument("--seed", type=int, help="which ones (default: drawn at random)")
+    verify.add_argument("--record", action="store_true",
+                        help="store today's digest in every recomputed set found in sync")
     grade = sub.add_parser("grade", help="grade a class's notebooks with the sealed grader")
     grade.add_argument("submitted", type=Path, help="nbgrader's submitted/ folder")
     grade.add_argument("--assignment", required=True, choices=registry.chapters())
@@ -137,7 +147,8 @@ def main(argv=None) -> int:
         return 0
     stale = [p for c in registry.chapters() for p in notebooks.out_of_sync(ROOT, c)]
     stale += notebooks.book_index_out_of_sync(ROOT)
-    stale += references_out_of_sync(COMMITTED_MODELS)
+    stale += references_out_of_sync(COMMITTED_MODELS, everything=args.all, sample=args.sample,
+                                    seed=args.seed, record=args.record, log=print)
     for problem in stale:
         print("OUT OF SYNC:", problem)
     print("run `make generate` and commit the result" if stale else "everything is in sync")
