@@ -69,7 +69,10 @@ def diagnose(answer, expected: torch.Tensor, *, dims, atol: float, rtol: float,
     if answer.device.type != torch.device(device).type:
         return (f"wrong device: the answer is on {answer.device} but the inputs were on {device} "
                 "(create new tensors with device=<input>.device)")
-    answer = answer.detach().cpu()
+    wrong = ~close(answer, expected, atol, rtol)
+    # In float64 from here: bool and integer answers (masks, counts, choices) have no sign or
+    # subtraction of their own.
+    answer, expected = answer.detach().cpu().double(), expected.double()
     finite_expected = torch.isfinite(expected)
     bad = ~torch.isfinite(answer) & finite_expected
     if bad.any():
@@ -79,7 +82,6 @@ def diagnose(answer, expected: torch.Tensor, *, dims, atol: float, rtol: float,
     missing = torch.isinf(expected) & ~(torch.isinf(answer) & (answer.sign() == expected.sign()))
     if missing.any():
         return (f"{int(missing.sum())} entries should be -inf (masked) but are not")
-    wrong = ~close(answer, expected, atol, rtol)
     if not wrong.any():
         return None
     error = (answer - expected)[wrong & finite_expected].abs()
@@ -91,8 +93,17 @@ def judge(outcome, exercise, case, device) -> str | None:
     """Why the outcome of running a student's function on `case` is wrong (None if right).
 
     outcome: a running.Outcome; exercise: references.ExerciseReferences; case: one of its
-    cases; device: where the inputs were.
+    cases; device: where the inputs were. Whatever the answer is, this returns a verdict: an
+    answer the comparison cannot handle fails with a message, it never stops the grading.
     """
+    try:
+        return _judge(outcome, exercise, case, device)
+    except Exception as error:  # noqa: BLE001 (any answer at all must get a verdict)
+        return (f"your answer could not be compared with the expected one "
+                f"({type(error).__name__}: {error}); return the tensor(s) the exercise asks for")
+
+
+def _judge(outcome, exercise, case, device) -> str | None:
     if outcome.error:
         return outcome.error
     if outcome.side_effect:

@@ -3,7 +3,8 @@
 A student's notebook runs in a Jupyter kernel, where its code can replace anything: `check`,
 the comparison, the reference files. So graded mode does not trust the kernel at all. The
 grader (this module, in the nbgrader or `python -m autograder grade` process) starts a worker
-process (`sealed_child`) that runs the notebook's set-up code, the student's answers and the
+process (`sealed_child`; on the CPU forked from a zygote that has loaded the models once per
+grading run) that runs the notebook's set-up code, the student's answers and the
 definitions from cells they added, then calls each exercise's function on the grader's cases
 and saves the answers. The grader compares them here with the hidden references, which the
 worker never receives: they are drawn with the instructor's own seed, so no file the student
@@ -15,9 +16,11 @@ when it started, and restores anything a submission rewrote. See README "Graded 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -181,6 +184,7 @@ def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str
         cases = [{"path": str(s.without_answers().save(scratch / "cases" / str(n))),
                   "model": _model_of(s)} for n, s in enumerate(sets)]
         (scratch / "results").mkdir()
+        zygote = _zygote_for(models, course_files(hidden_dir), log) if device == "cpu" else None
         remaining, skipped = list(exercise_ids), {}  # cell index -> what it did
         for _attempt in range(len(cells) + len(exercise_ids) + 2):
             if not remaining:
@@ -192,7 +196,7 @@ def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str
                     "cells": [dict(c, index=i) for i, c in enumerate(cells) if i not in skipped],
                     "skipped": [dict(cells[i], skipped=how) for i, how in skipped.items()]}
             (scratch / "plan.json").write_text(json.dumps(plan))
-            state = _run_worker(scratch, cell_timeout, check_timeout)
+            state = _run_worker(scratch, cell_timeout, check_timeout, zygote)
             if state.kind == "cell":  # a cell killed or hung the worker: go on without it
                 skipped[plan["cells"][state.position]["index"]] = state.how
                 log(f"sealed grader: cell {plan['cells'][state.position]['index']} {state.how}; "
@@ -238,33 +242,22 @@ class _State:
         self.kind, self.how, self.position, self.exercise = kind, how, position, exercise
 
 
-def _run_worker(scratch: Path, cell_timeout: float, check_timeout: float) -> _State:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("NBGRADER")}
-    with open(scratch / "worker.log", "ab") as log:
-        # -I: no user site, no PYTHON* variables, no current folder on sys.path; the course is
-        # imported from the worker's private copy.
-        start = ("import sys, runpy; sys.path.insert(0, sys.argv[1]); "
-                 "runpy.run_module('autograder.sealed_child', run_name='__main__')")
-        worker = subprocess.Popen([sys.executable, "-I", "-c", start, str(scratch / "packages"),
-                                   str(scratch / "plan.json")], cwd=scratch, env=environment,
-                                  stdout=subprocess.PIPE, stderr=log, text=True,
-                                  start_new_session=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in worker.stdout] + [lines.put(None)],
-                     daemon=True).start()
+def _run_worker(scratch: Path, cell_timeout: float, check_timeout: float,
+                zygote: _Zygote | None = None) -> _State:
+    worker = (zygote and zygote.fork(scratch)) or _Spawned(scratch)
     state = _State("load")
     deadline = time.monotonic() + MODEL_LOAD_TIMEOUT
     while True:
         try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            line = worker.lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             state.how = "ran past its time limit"
             break
         if line is None:
-            worker.wait()
-            if worker.returncode == 0 and state.kind == "between":
+            code = worker.wait()
+            if code == 0 and state.kind == "between":
                 state.kind = "finished"
-            state.how = f"ended the process (exit status {worker.returncode})"
+            state.how = f"ended the process (exit status {code})"
             break
         word, _, rest = line.strip().partition(" ")
         now = time.monotonic()
@@ -277,19 +270,174 @@ def _run_worker(scratch: Path, cell_timeout: float, check_timeout: float) -> _St
         elif word == "model-mismatch":
             state = _State("model-mismatch", rest)
             break
-    _kill(worker)
+    worker.kill()
     if state.kind == "load":
         state.how += "\n" + (scratch / "worker.log").read_text(errors="replace")[-2000:]
     return state
 
 
-def _kill(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
+_START = ("import sys, runpy; sys.path.insert(0, sys.argv[1]); "
+          "runpy.run_module('autograder.sealed_child', run_name='__main__')")
+
+
+def _environment() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith("NBGRADER")}
+
+
+class _Spawned:
+    """A worker started as a process of its own (it loads the models itself).
+
+    lines: its progress lines, then None when it has ended."""
+
+    def __init__(self, scratch: Path):
+        with open(scratch / "worker.log", "ab") as log:
+            # -I: no user site, no PYTHON* variables, no current folder on sys.path; the course
+            # is imported from the worker's private copy.
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-c", _START, str(scratch / "packages"), str(scratch / "plan.json")],
+                cwd=scratch, env=_environment(), stdout=subprocess.PIPE, stderr=log, text=True,
+                start_new_session=True)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [self.lines.put(x) for x in self.process.stdout]
+                         + [self.lines.put(None)], daemon=True).start()
+
+    def wait(self) -> int:
+        return self.process.wait()
+
+    def kill(self) -> None:
+        _kill_group(self.process.pid)
+        self.process.wait()
+
+
+class _Forked:
+    """A worker forked from a zygote. Its progress lines come through a file (its last one,
+    "exit N", gives its exit status); it has ended when its process is gone."""
+
+    def __init__(self, pid: int, progress: Path):
+        self.pid, self.code, self.lines = pid, None, queue.Queue()
+        threading.Thread(target=self._follow, args=(progress,), daemon=True).start()
+
+    def _follow(self, progress: Path) -> None:
+        with open(progress, errors="replace") as stream:
+            pending = ""
+            while True:
+                alive = _alive(self.pid)
+                pending += stream.read()
+                *complete, pending = pending.split("\n")
+                for line in complete:
+                    if line.startswith("exit "):
+                        self.code = int(line[5:]) if line[5:].isdigit() else 1
+                    else:
+                        self.lines.put(line)
+                if not alive:
+                    self.lines.put(None)
+                    return
+                time.sleep(0.02)
+
+    def wait(self) -> int:
+        return 1 if self.code is None else self.code
+
+    def kill(self) -> None:
+        _kill_group(self.pid)
+
+
+class _Zygote:
+    """A process that has imported the course and loaded the models, and forks a worker per
+    notebook (see `sealed_child.serve`): a worker then starts in a fraction of a second
+    instead of loading the models again. CPU only (CUDA cannot be used in a forked child)."""
+
+    def __init__(self, models: list[dict], files: CourseFiles):
+        self.directory, self.files = Path(tempfile.mkdtemp(prefix="sealed-zygote-")), files
+        self.lock = threading.Lock()
+        spec = {"models": models, "setup": [catalog.setup_code(c) for c in catalog.chapters()]}
+        (self.directory / "spec.json").write_text(json.dumps(spec))
+        files.write_packages(self.directory / "packages")
+        with open(self.directory / "zygote.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-c", _START, str(self.directory / "packages"), "--serve",
+                 str(self.directory / "spec.json")], cwd=self.directory, env=_environment(),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                start_new_session=True)
+        self.answers: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [self.answers.put(x) for x in self.process.stdout]
+                         + [self.answers.put(None)], daemon=True).start()
+        if self._answer(MODEL_LOAD_TIMEOUT) != "ready":
+            self.close()
+            raise RuntimeError("the zygote did not start: "
+                               + (self.directory / "zygote.log").read_text(errors="replace")[-2000:])
+
+    def _answer(self, timeout: float) -> str | None:
         try:
-            os.killpg(worker.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        worker.wait()
+            line = self.answers.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        return None if line is None else line.strip()
+
+    def fork(self, scratch: Path) -> _Forked | None:
+        """A worker for the plan in `scratch` (None if the zygote has died)."""
+        with self.lock:
+            # What a worker imports later comes from the zygote's copy: keep it pristine.
+            self.files.write_packages(self.directory / "packages")
+            progress = scratch / "progress"
+            progress.touch()
+            try:
+                self.process.stdin.write(f"{scratch / 'plan.json'}\t{progress}\t{scratch / 'worker.log'}\n")
+                self.process.stdin.flush()
+            except (BrokenPipeError, OSError):
+                return None
+            answer = self._answer(60.0)
+        return _Forked(int(answer), progress) if answer and answer.isdigit() else None
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        _kill_group(self.process.pid)
+        self.process.wait()
+
+
+_zygotes: dict[tuple, _Zygote] = {}
+_zygotes_lock = threading.Lock()
+
+
+def _zygote_for(models: list[dict], files: CourseFiles, log) -> _Zygote | None:
+    """The zygote for these models (started on first use, again if it died); None where it
+    cannot start (then each worker loads the models itself)."""
+    key = tuple((m["name"], m["key"]) for m in models)
+    with _zygotes_lock:
+        zygote = _zygotes.get(key)
+        if zygote is None or not zygote.alive():
+            try:
+                zygote = _zygotes[key] = _Zygote(models, files)
+            except RuntimeError as error:
+                log(f"sealed grader: {error}; workers will load the models themselves")
+                _zygotes.pop(key, None)
+                return None
+    return zygote
+
+
+@atexit.register
+def _close_zygotes() -> None:
+    for zygote in _zygotes.values():
+        zygote.close()
+        shutil.rmtree(zygote.directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _judge(exercise_id: str, parts: list, scratch: Path, device: str, model_name: str | None) -> CheckResult:

@@ -1,13 +1,14 @@
 """The sealed grader's worker: runs one student's code and records its answers, nothing more.
 
 Started by `autograder.sealed` with ``python -I`` in a scratch folder, importing the course
-from a private copy (argv: that copy's folder, the plan). It loads the models (the
-notebook's, then the grader's second ones), executes the notebook's set-up cells, the
-student's answer cells and the definitions (imports, functions, classes) of cells the student
-added, then calls each exercise's function on the grader's cases, each model exercise on
-every model, and saves what came back. It never sees
-expected answers (the grader keeps those) and cannot import the solutions. Progress goes to
-the grader as lines on the original standard output; the student's prints go to stderr.
+from a private copy (argv: that copy's folder, the plan), or, on the CPU, forked from a zygote
+that has done so and loaded the models already (`serve`), so that it starts at once. With the
+models (the notebook's, then the grader's second ones) it executes the notebook's set-up
+cells, the student's answer cells and the definitions (imports, functions, classes) of cells
+the student added, then calls each exercise's function on the grader's cases, each model
+exercise on every model, and saves what came back. It never sees expected answers (the grader keeps those) and cannot import the solutions. Progress goes to
+the grader as lines on the original standard output (a forked worker writes them to a file);
+the student's prints go to the worker's log.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 BLOCKED = ("solutions", "autograder.authoring")
@@ -41,6 +43,7 @@ def _on_alarm(signum, frame):
 
 
 def main(plan_path: str) -> int:
+    """A worker of its own: load the models, then run the plan."""
     plan = json.loads(Path(plan_path).read_text())
     progress = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # the student's prints must not mix with the progress lines
@@ -51,15 +54,82 @@ def main(plan_path: str) -> int:
     torch.set_num_threads(plan["threads"])
     from readheads import load_model
 
+    models = {spec["name"]: load_model(spec["name"], device=plan["device"], quiet=True)
+              for spec in plan["models"]}  # the notebook's model first, then the second ones
+    return run_plan(plan, models, progress)
+
+
+def serve(spec_path: str) -> int:
+    """The zygote: import the course, load the models, then fork a worker per request.
+
+    Requests come on standard input, one line each: the plan's path, the file the worker
+    writes its progress lines to, and its log (the student's prints), tab-separated; the
+    answer is the worker's process id. The zygote runs no student code and holds no expected
+    answers. Its torch stays on one thread until the fork: a process that has started
+    OpenMP threads hangs in a forked child's first parallel operation.
+    """
+    spec = json.loads(Path(spec_path).read_text())
+    sys.meta_path.insert(0, _Blocked())
+
+    import torch
+
+    torch.set_num_threads(1)
+    from readheads import load_model
+
+    from . import running  # noqa: F401  (imported here, before any fork, like everything a worker uses)
+    from .references import ReferenceSet  # noqa: F401
+
+    models = {m["name"]: load_model(m["name"], device="cpu", quiet=True) for m in spec["models"]}
+    for code in spec["setup"]:  # the chapters' set-up imports, so workers start with them done
+        tree = ast.parse(code)
+        tree.body = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        exec(compile(tree, "<setup>", "exec"), {"__name__": "__setup__"})
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped as they end
+    print("ready", flush=True)
+    for request in sys.stdin:
+        plan_path, progress_path, log_path = request.rstrip("\n").split("\t")
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = _forked_worker(plan_path, progress_path, log_path, models, torch)
+            except BaseException:  # noqa: BLE001 (into the worker's log; the grader sees it end)
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        print(pid, flush=True)
+    return 0
+
+
+def _forked_worker(plan_path: str, progress_path: str, log_path: str, models: dict, torch) -> int:
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()  # its own process group: the grader kills it, and what it started, as one
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # never the zygote's requests
+    os.dup2(log, 1)  # nor its answers: the student's prints go to the log
+    os.dup2(log, 2)
+    progress = open(progress_path, "a", buffering=1)
+    plan = json.loads(Path(plan_path).read_text())
+    torch.set_num_threads(plan["threads"])
+    code = run_plan(plan, dict(models), progress)
+    progress.write(f"exit {code}\n")
+    progress.flush()
+    return code
+
+
+def run_plan(plan: dict, models: dict, progress) -> int:
+    """Run the notebook's cells, then each exercise's function on the grader's cases, saving
+    the answers; progress lines go to `progress`."""
+    import torch
+    from readheads import load_model
+
     from .references import ReferenceSet
     from .running import run_case
 
     def say(*words):
         progress.write(" ".join(str(w) for w in words) + "\n")
 
-    models = {}
-    for spec in plan["models"]:  # the notebook's model first, then the grader's second ones
-        models[spec["name"]] = load_model(spec["name"], device=plan["device"], quiet=True)
+    for spec in plan["models"]:
         if models[spec["name"]].course_info.key != spec["key"]:
             say("model-mismatch", spec["name"], models[spec["name"]].course_info.key)
             return 3
@@ -167,4 +237,4 @@ def _store(tensor, name: str, answers: dict, torch) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[-1]))
+    sys.exit(serve(sys.argv[-1]) if sys.argv[-2] == "--serve" else main(sys.argv[-1]))

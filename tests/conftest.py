@@ -2,6 +2,7 @@
 they skip, saying why, where those are absent — but never under CI=true."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -13,15 +14,35 @@ ATTENTION_WEIGHTS = SHARED / "gpt2-small-attention" / "gpt2-small-attention-fp32
 IN_CI = os.environ.get("CI") == "true"
 SEED = 4242  # the instructor's secret seed for hidden cases in the grading tests
 # Timings the slow tests record (book chapters, nbgrader courses): printed at the end of the
-# run, so CI's log shows where the time goes (README, "Tests").
+# run with the time of each part of the suite, so CI's log shows where the time goes (README,
+# "Tests and CI time").
 TIMINGS: list[str] = []
+# (part, pattern matched against "<phase> <test id>"), first match wins.
+PARTS = [
+    ("book build (every chapter executed)", r"^setup tests/test_book.py::test_book_builds_with_figures"),
+    ("book in the browser", r"tests/test_book.py"),
+    ("reference sync check", r"test_references.py::test_committed_references_are_reproduced"),
+    ("grading: hidden references, nbgrader, hostile corpus, class, Gradescope",
+     r"tests/test_(nbgrader|sealed|classroom).py"),
+    ("Colab simulation", r"tests/test_colab.py"),
+    ("model mistakes diagnosed", r"test_checks.py::test_\w*model_mistakes"),
+    ("the rest: unit tests, exercise checks, chapters' library tests", r""),
+]
 
 
 def pytest_terminal_summary(terminalreporter):
-    if TIMINGS:
-        terminalreporter.section("where the time went")
-        for line in TIMINGS:
-            terminalreporter.write_line(line)
+    totals = dict.fromkeys((part for part, _ in PARTS), 0.0)
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) and hasattr(report, "duration"):
+                test = f"{report.when} {report.nodeid}"
+                totals[next(part for part, pattern in PARTS if re.search(pattern, test))] += report.duration
+    terminalreporter.section("where the time went")
+    for part, seconds in totals.items():
+        terminalreporter.write_line(f"{seconds:7.0f} s  {part}")
+    terminalreporter.write_line(f"{sum(totals.values()):7.0f} s  in all")
+    for line in TIMINGS:
+        terminalreporter.write_line(line)
 
 
 def require(condition: bool, reason: str) -> None:
@@ -106,6 +127,8 @@ def hidden_references(tmp_path_factory, smollm2):
                                     text=True, timeout=1800)
             assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
             TIMINGS.append(f"hidden references, every chapter: {time.monotonic() - started:.0f} s")
+            TIMINGS.extend(f"  {line.split(str(out))[-1].lstrip('/')}" for line in result.stdout.splitlines()
+                           if line.startswith("wrote"))
             built.append(out)
         return built[0]
 

@@ -19,6 +19,7 @@ def committed_digest() -> str:
     return digest.hexdigest()
 
 
+@pytest.mark.slow
 def test_build_writes_to_the_cache_or_out_and_never_touches_committed_files(
         gpt2_test, tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))

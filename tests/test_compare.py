@@ -65,3 +65,32 @@ def test_known_mistake_wins_over_generic_message_even_with_another_shape():
 def test_tolerance_boundary(scale):
     answer = EXPECTED + scale
     assert (run(answer, atol=scale * 2, rtol=0) is None) and run(answer, atol=scale / 2, rtol=0)
+
+
+def wrong_outputs(expected: torch.Tensor) -> dict:
+    """Every kind of output a submission can return in place of `expected`, each wrong."""
+    flipped = ~expected.bool() if expected.numel() else torch.ones(1, dtype=torch.bool)
+    return {"bool": flipped, "int": expected.long() + 1, "float": expected.double() + 1,
+            "float of the right dtype": (expected.float() + 1).to(expected.dtype)
+            if expected.is_floating_point() else expected.float() + 1,
+            "wrong shape": torch.zeros(7, 3), "scalar": torch.tensor(3.0), "tuple": (expected, expected),
+            "list": [expected], "None": None, "str": "an answer", "dict": {"output": expected},
+            "number": 1.5, "empty": torch.empty(0)}
+
+
+def test_every_kind_of_wrong_output_gets_a_verdict_for_every_exercise():
+    """No output kind crashes the comparison (bool answers once raised in the subtraction that
+    measures the error, and nbgrader dropped the whole notebook's grade)."""
+    from autograder.references import COMMITTED_DIR, ReferenceSet
+    from autograder.compare import judge
+    from autograder.running import Outcome
+
+    for path in sorted(COMMITTED_DIR.glob("*/smollm2-*.safetensors")) + sorted(COMMITTED_DIR.glob("*/pure.safetensors")):
+        for exercise in ReferenceSet.load(path).exercises.values():
+            case = exercise.cases[0]
+            expected = case.expected[next(iter(exercise.outputs))]
+            for kind, answer in wrong_outputs(expected).items():
+                if len(exercise.outputs) > 1 and kind == "tuple":
+                    answer = tuple(answer[0] for _ in exercise.outputs)
+                verdict = judge(Outcome(answer), exercise, case, "cpu")
+                assert isinstance(verdict, str) and verdict, (exercise.id, kind)

@@ -183,6 +183,7 @@ def test_a_stored_digest_that_differs_makes_verify_recompute(tmp_path, monkeypat
         f"recomputing {CHAPTER}/pure.safetensors (its digest changed)"]
 
 
+@pytest.mark.slow
 def test_committed_notebooks_and_book_index_are_generated_from_the_sources():
     for chapter in registry.chapters():
         assert notebooks.out_of_sync(ROOT, chapter) == []

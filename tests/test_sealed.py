@@ -58,10 +58,12 @@ MALLORY = {
             pattern.mul_(1.0)
             return torch.einsum("bhqk,bkhd->bqhd", pattern, v)
         """,
-    # os._exit inside the function
+    # kill the process the worker was forked from (the zygote), then os._exit: the grader
+    # starts workers another way, then a new zygote for the next notebook
     "per_head_outputs": """
         def per_head_outputs(z, W_O):
-            import os
+            import os, signal
+            os.kill(os.getppid(), signal.SIGKILL)
             os._exit(0)
         """,
     # an endless loop

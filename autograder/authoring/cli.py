@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import time
 from pathlib import Path
 
 from .. import references
@@ -63,11 +64,17 @@ def build_references(model_names, out: Path | None, chapters, seed: int | None =
                          "`python -m autograder generate` may write there. Choose another --out.")
     if out is not None:
         for chapter in chapters:
-            print("wrote", build(chapter, seed=seed).save(out / chapter))
+            _timed_build(out / chapter, chapter, seed=seed)
     for name in model_names:
         model = load_model(name, device="cpu")
         for chapter in chapters:
-            print("wrote", build(chapter, model, seed=seed).save(directory / chapter))
+            _timed_build(directory / chapter, chapter, model, seed=seed)
+
+
+def _timed_build(directory: Path, chapter: str, model=None, seed: int | None = None) -> None:
+    started = time.perf_counter()
+    path = build(chapter, model, seed=seed).save(directory)
+    print(f"wrote {path} ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
 def parser() -> argparse.ArgumentParser:
