@@ -99,8 +99,9 @@ def _imported(tree: ast.Module, module) -> list[str]:
             base = importlib.util.resolve_name("." * node.level + (node.module or ""),
                                                module.__package__) if node.level else node.module
             names.append(base)
-            names += [f"{base}.{alias.name}" for alias in node.names
-                      if importlib.util.find_spec(base) and _is_submodule(f"{base}.{alias.name}")]
+            if base.split(".")[0] in COURSE_PACKAGES:
+                names += [f"{base}.{alias.name}" for alias in node.names
+                          if _is_module(f"{base}.{alias.name}")]
     return [n for n in names if n.split(".")[0] in COURSE_PACKAGES and _is_module(n)]
 
 
@@ -109,10 +110,6 @@ def _is_module(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except ModuleNotFoundError:
         return False
-
-
-def _is_submodule(name: str) -> bool:
-    return name.split(".")[0] in COURSE_PACKAGES and _is_module(name)
 
 
 def _source(fn) -> str:
