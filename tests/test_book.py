@@ -30,10 +30,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 # Smaller sizes for the CI build (set after each chapter's parameters cell, as papermill
 # does): the same code runs, on less data. A published build uses the masters' values.
-CI_PARAMETERS = {"ch2_induction": {"ABLATION_ROWS": 1}, "ch3_circuits": {"N_PROMPTS": 4},
+CI_PARAMETERS = {"ch2_induction": {"ABLATION_ROWS": 1, "SEQ_LEN": 25}, "ch3_circuits": {"N_PROMPTS": 4},
                  "ch4_saes": {"N_ROWS": 16, "TOY_EPOCHS": 20},
-                 "ch5_discovery": {"N_PROMPTS": 4, "THRESHOLDS": [0.01, 0.02, 0.04], "PRUNE_LAST_LAYERS": 6,
-                                   "EDGE_HEADS": 6},
+                 "ch5_discovery": {"N_PROMPTS": 4, "THRESHOLDS": [0.01, 0.02, 0.04], "PRUNE_LAST_LAYERS": 4,
+                                   "EDGE_HEADS": 5},
                  "ch6_safety": {"SEEDS": 3, "STEER_SCALES": [2, 8], "STEER_LAYER_STEP": 6, "STEER_ITEMS": 60,
                                 "CONTEXT_EXAMPLES": 2, "LOGISTIC_STEPS": 100}}
 

@@ -40,6 +40,7 @@
 # %% tags=["parameters"]
 MODEL = None  # None: $COURSE_MODEL, else "gpt2-small". Offline: "smollm2-135m".
 ABLATION_ROWS = 2  # sequences in the head-ablation sweep, the chapter's slowest cell
+SEQ_LEN = 50  # tokens in each half of a repeated-random-token row
 
 # %% tags=["setup"]
 import math
@@ -78,7 +79,7 @@ print(f"{cfg.n_layers} layers x {cfg.n_heads} heads (d_head={cfg.d_head}), d_mod
 # %% tags=["check:repeated_random_tokens"]
 
 # %%
-SEQ_LEN, BATCH = 50, 4
+BATCH = 4
 tokens = repeated_random_tokens(model, SEQ_LEN, BATCH, seed=0)
 print(tokens.shape)
 print(model.to_str_tokens(tokens[0, :8]), "...", model.to_str_tokens(tokens[0, SEQ_LEN:SEQ_LEN + 8]))
