@@ -43,6 +43,13 @@ def exercises(chapter: str | None = None) -> list[ExerciseInfo]:
             for i, e in _index()["exercises"].items() if chapter in (None, e["chapter"])]
 
 
+def withheld(chapters=None) -> dict[str, str]:
+    """The library functions that answer exercises of `chapters` (default: all), by dotted
+    name, each with the exercise it answers."""
+    return {name: e["chapter"] + "." + i for i, e in _index()["exercises"].items()
+            if chapters is None or e["chapter"] in chapters for name in e["answered_by"]}
+
+
 def find(exercise_id: str) -> ExerciseInfo:
     for exercise in exercises():
         if exercise.id == exercise_id:

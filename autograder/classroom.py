@@ -87,7 +87,7 @@ def gradescope_results(results: dict[str, CheckResult], seconds: float) -> dict:
             "tests": tests}
 
 
-def gradescope(root: Path, model: str, second_models=SECOND_MODELS) -> int:
+def gradescope(root: Path, model: str, second_models=SECOND_MODELS, allow_unisolated: bool = False) -> int:
     """Gradescope's run_autograder: grade the notebook in <root>/submission against the
     hidden references shipped in <root>/source, write <root>/results/results.json."""
     start = time.perf_counter()
@@ -99,7 +99,8 @@ def gradescope(root: Path, model: str, second_models=SECOND_MODELS) -> int:
                                             "submitted: upload the exercise notebook.", "tests": []}))
         return 0
     results = grade_notebook(notebooks[0], hidden_dir=root / "source" / "hidden_references",
-                             model=model, second_models=second_models)
+                             model=model, second_models=second_models,
+                             allow_unisolated=allow_unisolated)
     results_path.write_text(json.dumps(gradescope_results(results, time.perf_counter() - start),
                                        indent=1))
     return 0
@@ -111,8 +112,9 @@ def main(argv=None) -> int:
     parser.add_argument("--root", type=Path, default=Path("/autograder"))
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--second-models", nargs="*", default=list(SECOND_MODELS))
+    parser.add_argument("--allow-unisolated", action="store_true")
     args = parser.parse_args(argv)
-    return gradescope(args.root, args.model, args.second_models)
+    return gradescope(args.root, args.model, args.second_models, args.allow_unisolated)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Float, List, Unicode
+from traitlets import Bool, Float, List, Unicode
 
 from .sealed import SECOND_MODELS, course_files, grade_answers, notebook_cells, set_verdicts
 
@@ -29,6 +29,9 @@ class SealedGrading(NbGraderPreprocessor):
     device = Unicode("", help="cpu or cuda (default: cuda when available)").tag(config=True)
     check_timeout = Float(120.0, help="seconds for all cases of one exercise").tag(config=True)
     cell_timeout = Float(60.0, help="seconds for each cell of the notebook").tag(config=True)
+    allow_unisolated = Bool(False, help="grade even where workers cannot be sandboxed (no "
+                            "bubblewrap): submissions could then read the hidden references; "
+                            "every verdict says so").tag(config=True)
 
     def preprocess(self, nb, resources):
         files = course_files(Path(self.references_dir))
@@ -40,7 +43,7 @@ class SealedGrading(NbGraderPreprocessor):
                                 hidden_dir=Path(self.references_dir), device=device,
                                 second_models=self.second_models,
                                 check_timeout=self.check_timeout, cell_timeout=self.cell_timeout,
-                                log=self.log.info)
+                                allow_unisolated=self.allow_unisolated, log=self.log.info)
         set_verdicts(nb, results)
         for changed in files.restore():
             self.log.warning("sealed grader: restored %s, changed by the submission of %s",

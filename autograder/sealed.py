@@ -4,19 +4,22 @@ A student's notebook runs in a Jupyter kernel, where its code can replace anythi
 the comparison, the reference files. So graded mode does not trust the kernel at all. The
 grader (this module, in the nbgrader or `python -m autograder grade` process) starts a worker
 process (`sealed_child`; on the CPU forked from a zygote that has loaded the models once per
-grading run) that runs the notebook's set-up code, the student's answers and the
-definitions from cells they added, then calls each exercise's function on the grader's cases
-and saves the answers. The grader compares them here with the hidden references, which the
-worker never receives: they are drawn with the instructor's own seed, so no file the student
-can read holds them. Each exercise has a time limit; a worker that hangs, exits or crashes
-costs the exercise it was running and is restarted for the rest. Before and after each
-notebook the grader checks the course package and the hidden references against copies taken
-when it started, and restores anything a submission rewrote. See README "Graded mode".
+grading run) in a sandbox (`isolation`) that shows it no hidden references, no solutions, no
+other student's work and no network. The worker runs the notebook's set-up code, the
+student's answers and the definitions from cells they added, then calls each exercise's
+function (each in a fresh fork, on the CPU) on the grader's cases and saves the answers. The
+grader compares them here with the hidden references, which the worker never receives. Each
+exercise has a time limit; a worker that hangs, exits or crashes costs the exercise it was
+running and is restarted for the rest. Before and after each notebook the grader checks the
+course package and the hidden references against copies taken when it started, and restores
+anything a submission rewrote (which only an unisolated worker can). See docs/grading.md.
 """
 
 from __future__ import annotations
 
+import ast
 import atexit
+import itertools
 import json
 import os
 import queue
@@ -34,7 +37,7 @@ from safetensors.torch import load_file
 
 from readheads.models import DISPLAY_NAMES
 
-from . import catalog
+from . import catalog, isolation
 from .check import CheckResult
 from .compare import judge
 from .references import ReferenceSet
@@ -109,14 +112,21 @@ class CourseFiles:
         self.files = {p: p.read_bytes() for d in self.directories for p in d.rglob("*")
                       if p.is_file() and "__pycache__" not in p.parts}
 
-    def write_packages(self, target: Path) -> None:
-        """A private copy of the course's Python packages (for a worker's sys.path)."""
+    def write_packages(self, target: Path, withheld: dict[str, str]) -> None:
+        """A private copy of the course's Python packages (for a worker's sys.path), without
+        the authoring tools (they import the solutions) and with the `withheld` library
+        functions (dotted name -> the exercise it answers) replaced by an error."""
         for path, data in self.files.items():
             for directory in self.directories:
-                if path.is_relative_to(directory) and (directory / "__init__.py").is_file():
-                    copy = target / directory.name / path.relative_to(directory)
+                if (path.is_relative_to(directory) and (directory / "__init__.py").is_file()
+                        and not path.is_relative_to(directory / "authoring")):
+                    relative = path.relative_to(directory)
+                    module = ".".join((directory.name, *relative.with_suffix("").parts))
+                    answers = {n.rpartition(".")[2]: e for n, e in withheld.items()
+                               if n.rpartition(".")[0] == module}
+                    copy = target / directory.name / relative
                     copy.parent.mkdir(parents=True, exist_ok=True)
-                    copy.write_bytes(data)
+                    copy.write_bytes(_without(data, answers) if answers else data)
 
     def restore(self) -> list[str]:
         changed = []
@@ -131,6 +141,20 @@ class CourseFiles:
                     path.unlink()
                     changed.append(f"{path} (added)")
         return changed
+
+
+def _without(source: bytes, answers: dict[str, str]) -> bytes:
+    """A module's source with the bodies of these functions (name -> the exercise they
+    answer) replaced by an error that says why."""
+    tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in answers:
+            chapter, _, exercise = answers[node.name].partition(".")
+            message = (f"{node.name} computes the answer to the exercise {exercise}; it is not "
+                       f"available while {chapter} is graded: write your own")
+            node.body = [ast.Raise(ast.Call(ast.Name("RuntimeError", ast.Load()),
+                                            [ast.Constant(message)], []), None)]
+    return ast.unparse(ast.fix_missing_locations(tree)).encode()
 
 
 _snapshots: dict[Path, CourseFiles] = {}
@@ -150,7 +174,8 @@ def course_files(hidden_dir: Path) -> CourseFiles:
 def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str | None,
                   hidden_dir: Path, second_models=SECOND_MODELS, device: str = "cpu",
                   check_timeout: float = 120.0, cell_timeout: float = 60.0,
-                  threads: int | None = None, log=print) -> dict[str, CheckResult]:
+                  threads: int | None = None, allow_unisolated: bool = False,
+                  log=print) -> dict[str, CheckResult]:
     """Grade one notebook's answers in a sealed worker.
 
     cells: the student's code, in notebook order: {"source", "kind": "answer" | "added"}
@@ -159,13 +184,18 @@ def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str
     second_models: model exercises pass only if they also pass these models' hidden cases.
     threads: CPU threads for the worker's torch (default: all); split the cores between
         workers that run side by side.
-    Returns a result per exercise; raises GradingError for problems of the grading machine.
+    allow_unisolated: grade even where workers cannot be sandboxed (`isolation`); every
+        verdict then says so.
+    Returns a result per exercise; raises GradingError for problems of the grading machine
+    (IsolationUnavailable where workers cannot be isolated and that was not allowed).
     """
+    isolated = isolation.require(allow_unisolated)
     chapters = {catalog.find(i).chapter for i in exercise_ids}
     needs_model = any(catalog.find(i).needs for i in exercise_ids)
     model_names = graded_models(model_name, second_models) if needs_model else ()
     sets = [s for chapter in sorted(chapters)
             for s in hidden_references(chapter, model_names, hidden_dir)]
+    sets.sort(key=lambda s: _model_of(s) not in (None, model_name))  # the second models last
     parts = {}  # exercise id -> [(index of its reference set, its references, model name)]
     for n, refs in enumerate(sets):
         for exercise_id, exercise in refs.exercises.items():
@@ -178,36 +208,40 @@ def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str
     models = [{"name": m, "key": next(s.key for s in sets if _model_of(s) == m)} for m in model_names]
     cells = [{"source": catalog.setup_code(c), "kind": "setup"} for c in sorted(chapters)] + cells
     results: dict[str, CheckResult] = {}
-    with tempfile.TemporaryDirectory(prefix="sealed-") as scratch:
+    zygote = _zygote_for(models, course_files(hidden_dir), isolated, log) if device == "cpu" else None
+    worker_id = _next_worker_id() if isolated and isolation.as_root() else None
+    with tempfile.TemporaryDirectory(prefix="sealed-", dir=zygote and zygote.jobs) as scratch:
         scratch = Path(scratch)
-        course_files(hidden_dir).write_packages(scratch / "packages")
+        course_files(hidden_dir).write_packages(scratch / "packages", catalog.withheld(chapters))
         cases = [{"path": str(s.without_answers().save(scratch / "cases" / str(n))),
                   "model": _model_of(s)} for n, s in enumerate(sets)]
         (scratch / "results").mkdir()
-        zygote = _zygote_for(models, course_files(hidden_dir), log) if device == "cpu" else None
         remaining, skipped = list(exercise_ids), {}  # cell index -> what it did
         for _attempt in range(len(cells) + len(exercise_ids) + 2):
             if not remaining:
                 break
             plan = {"models": models, "device": device, "cases": cases,
                     "results": str(scratch / "results"),
-                    "threads": threads or torch.get_num_threads(),
+                    "threads": threads or torch.get_num_threads(), "worker_id": worker_id,
                     "cell_timeout": cell_timeout, "exercises": remaining,
                     "cells": [dict(c, index=i) for i, c in enumerate(cells) if i not in skipped],
                     "skipped": [dict(cells[i], skipped=how) for i, how in skipped.items()]}
             (scratch / "plan.json").write_text(json.dumps(plan))
-            state = _run_worker(scratch, cell_timeout, check_timeout, zygote)
+            (scratch / "progress").write_text("")  # the worker's progress lines, this attempt's only
+            _hand_over(scratch, worker_id)
+            state = _run_worker(scratch, cell_timeout, check_timeout, zygote, isolated)
             if state.kind == "cell":  # a cell killed or hung the worker: go on without it
                 skipped[plan["cells"][state.position]["index"]] = state.how
                 log(f"sealed grader: cell {plan['cells'][state.position]['index']} {state.how}; "
                     "running the notebook again without it")
                 continue
-            if state.kind == "exercise":
-                results[state.exercise] = CheckResult(state.exercise, False, (
-                    f"{state.exercise} failed the hidden test: your function {state.how} "
+            stopped = dict(state.crashed, **({state.exercise: state.how} if state.kind == "exercise" else {}))
+            for exercise_id, how in stopped.items():
+                results[exercise_id] = CheckResult(exercise_id, False, (
+                    f"{exercise_id} failed the hidden test: your function {how} "
                     f"(the limit is {check_timeout:g} s per exercise)"
-                    if state.how == "ran past its time limit" else
-                    f"{state.exercise} failed the hidden test: your code {state.how} while this "
+                    if how == "ran past its time limit" else
+                    f"{exercise_id} failed the hidden test: your code {how} while this "
                     "exercise ran (sys.exit, os._exit or a crash end the grading of an exercise)"))
             done = [i for i in remaining if (scratch / "results" / f"{i}.json").is_file()]
             for exercise_id in done:
@@ -225,7 +259,29 @@ def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str
     for exercise_id in exercise_ids:
         results.setdefault(exercise_id, CheckResult(exercise_id, False, f"{exercise_id} was not "
                                                     "graded: the notebook's code kept stopping the grader"))
+    if not isolated:
+        results = {i: CheckResult(i, r.passed, f"{r.message} ({isolation.NOT_ISOLATED})")
+                   for i, r in results.items()}
     return results
+
+
+_worker_ids = itertools.cycle(isolation.WORKER_IDS)
+_worker_ids_lock = threading.Lock()
+
+
+def _next_worker_id() -> int:
+    """A user id for the next notebook's worker (the grader is root): no two notebooks
+    graded near each other share one."""
+    with _worker_ids_lock:
+        return next(_worker_ids)
+
+
+def _hand_over(scratch: Path, worker_id: int | None) -> None:
+    """Make the scratch folder the worker's alone."""
+    if worker_id is not None:
+        for path in [scratch, *scratch.rglob("*")]:
+            os.chown(path, worker_id, worker_id)
+    scratch.chmod(0o700)
 
 
 def _model_of(refs: ReferenceSet) -> str | None:
@@ -236,26 +292,35 @@ def _model_of(refs: ReferenceSet) -> str | None:
 class _State:
     """Where the worker was when it stopped. kind: "load" (before running any cell), "cell"
     (running cell `position` of the plan), "between" (between exercises), "exercise" (running
-    `exercise`), "finished" or "model-mismatch"; how: what happened."""
+    `exercise`), "finished" or "model-mismatch"; how: what happened; crashed: the exercises
+    whose own process ended before it saved answers."""
 
     def __init__(self, kind: str, how: str = "", position: int = -1, exercise: str = ""):
         self.kind, self.how, self.position, self.exercise = kind, how, position, exercise
+        self.crashed: dict[str, str] = {}  # exercises whose process ended -> how
 
 
 def _run_worker(scratch: Path, cell_timeout: float, check_timeout: float,
-                zygote: _Zygote | None = None) -> _State:
-    worker = (zygote and zygote.fork(scratch)) or _Spawned(scratch)
-    state = _State("load")
+                zygote: _Zygote | None, isolated: bool) -> _State:
+    worker = (zygote and zygote.fork(scratch)) or _Spawned(scratch, isolated)
+    state, crashed = _State("load"), {}
     deadline = time.monotonic() + MODEL_LOAD_TIMEOUT
+    in_flight: dict[str, float] = {}  # exercises running (several on the CPU) -> deadline
     while True:
+        now = time.monotonic()
+        limit = min(in_flight.values(), default=deadline)
         try:
-            line = worker.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            line = worker.lines.get(timeout=max(0.0, limit - now))
         except queue.Empty:
+            if in_flight:  # the exercise that ran out of time; the others are graded again
+                state = _State("exercise", exercise=min(in_flight, key=in_flight.get))
             state.how = "ran past its time limit"
             break
         if line is None:
             code = worker.wait()
-            if code == 0 and state.kind == "between":
+            if in_flight:
+                state = _State("exercise", exercise=min(in_flight, key=in_flight.get))
+            elif code == 0 and state.kind == "between":
                 state.kind = "finished"
             state.how = f"ended the process (exit status {code})"
             break
@@ -263,15 +328,22 @@ def _run_worker(scratch: Path, cell_timeout: float, check_timeout: float,
         now = time.monotonic()
         if word == "cell":
             state, deadline = _State("cell", position=int(rest)), now + cell_timeout + 5
-        elif word in ("ready", "done"):
+        elif word == "ready":
             state, deadline = _State("between"), now + check_timeout
         elif word == "exercise":
-            state, deadline = _State("exercise", exercise=rest), now + check_timeout
+            in_flight[rest] = now + check_timeout
+        elif word in ("done", "crashed"):  # "crashed EXERCISE STATUS": its fork ended first
+            exercise, _, code = rest.partition(" ")
+            in_flight.pop(exercise, None)
+            if word == "crashed":
+                crashed[exercise] = f"ended the process (exit status {code})"
+            deadline = now + check_timeout
         elif word == "model-mismatch":
             state = _State("model-mismatch", rest)
             break
     worker.kill()
-    if state.kind == "load":
+    state.crashed = crashed
+    if state.kind == "load" and (scratch / "worker.log").is_file():
         state.how += "\n" + (scratch / "worker.log").read_text(errors="replace")[-2000:]
     return state
 
@@ -280,8 +352,14 @@ _START = ("import sys, runpy; sys.path.insert(0, sys.argv[1]); "
           "runpy.run_module('autograder.sealed_child', run_name='__main__')")
 
 
-def _environment() -> dict:
-    return {k: v for k, v in os.environ.items() if not k.startswith("NBGRADER")}
+def _environment(home: Path) -> dict:
+    """The worker's environment: the grader's, less nbgrader's, with a home and caches of
+    its own (the course's model cache stays where the models are)."""
+    from readheads.paths import CACHE_ENV_VAR, cache_dir
+
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("NBGRADER")}
+    return {**keep, "HOME": str(home), "TMPDIR": str(home), "MPLCONFIGDIR": str(home / ".matplotlib"),
+            CACHE_ENV_VAR: str(cache_dir().resolve())}
 
 
 class _Spawned:
@@ -289,14 +367,18 @@ class _Spawned:
 
     lines: its progress lines, then None when it has ended."""
 
-    def __init__(self, scratch: Path):
+    def __init__(self, scratch: Path, isolated: bool):
+        # -I: no user site, no PYTHON* variables, no current folder on sys.path; the course
+        # is imported from the worker's private copy.
+        argv = [sys.executable, "-I", "-c", _START, str(scratch / "packages"), str(scratch / "plan.json")]
+        if isolated:
+            models = [m["name"] for m in json.loads((scratch / "plan.json").read_text())["models"]]
+            argv = isolation.command(argv, read_only=isolation.model_files(models), writable=[scratch],
+                                     workdir=scratch)
         with open(scratch / "worker.log", "ab") as log:
-            # -I: no user site, no PYTHON* variables, no current folder on sys.path; the course
-            # is imported from the worker's private copy.
-            self.process = subprocess.Popen(
-                [sys.executable, "-I", "-c", _START, str(scratch / "packages"), str(scratch / "plan.json")],
-                cwd=scratch, env=_environment(), stdout=subprocess.PIPE, stderr=log, text=True,
-                start_new_session=True)
+            self.process = subprocess.Popen(argv, cwd=scratch, env=_environment(scratch),
+                                            stdout=subprocess.PIPE, stderr=log, text=True,
+                                            start_new_session=True)
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [self.lines.put(x) for x in self.process.stdout]
                          + [self.lines.put(None)], daemon=True).start()
@@ -311,17 +393,17 @@ class _Spawned:
 
 class _Forked:
     """A worker forked from a zygote. Its progress lines come through a file (its last one,
-    "exit N", gives its exit status); it has ended when its process is gone."""
+    "exit N", gives its exit status); the zygote says when it has ended."""
 
-    def __init__(self, pid: int, progress: Path):
-        self.pid, self.code, self.lines = pid, None, queue.Queue()
+    def __init__(self, zygote: _Zygote, pid: int, progress: Path):
+        self.zygote, self.pid, self.code, self.lines = zygote, pid, None, queue.Queue()
         threading.Thread(target=self._follow, args=(progress,), daemon=True).start()
 
     def _follow(self, progress: Path) -> None:
         with open(progress, errors="replace") as stream:
             pending = ""
             while True:
-                alive = _alive(self.pid)
+                alive = self.zygote.running(self.pid)
                 pending += stream.read()
                 *complete, pending = pending.split("\n")
                 for line in complete:
@@ -338,55 +420,89 @@ class _Forked:
         return 1 if self.code is None else self.code
 
     def kill(self) -> None:
-        _kill_group(self.pid)
+        self.zygote.kill(self.pid)
 
 
 class _Zygote:
     """A process that has imported the course and loaded the models, and forks a worker per
     notebook (see `sealed_child.serve`): a worker then starts in a fraction of a second
-    instead of loading the models again. CPU only (CUDA cannot be used in a forked child)."""
+    instead of loading the models again. CPU only (CUDA cannot be used in a forked child).
 
-    def __init__(self, models: list[dict], files: CourseFiles):
-        self.directory, self.files = Path(tempfile.mkdtemp(prefix="sealed-zygote-")), files
-        self.lock = threading.Lock()
-        spec = {"models": models, "setup": [catalog.setup_code(c) for c in catalog.chapters()]}
-        (self.directory / "spec.json").write_text(json.dumps(spec))
-        files.write_packages(self.directory / "packages")
+    Isolated, it runs in a sandbox (`isolation.command`) that shows it its read-only package
+    copy, the models and `jobs`, where each notebook's scratch folder is made. Process ids are
+    the sandbox's own, so the grader asks the zygote to kill a worker; the zygote says when
+    one has ended."""
+
+    def __init__(self, models: list[dict], files: CourseFiles, isolated: bool):
+        self.directory = Path(tempfile.mkdtemp(prefix="sealed-zygote-"))
+        self.directory.chmod(0o711)  # the sandbox's path to `jobs` keeps these modes
+        self.lock, self.ended, self.isolated = threading.Lock(), {}, isolated
+        home, self.jobs = self.directory / "zygote", self.directory / "jobs"
+        files.write_packages(home / "packages", catalog.withheld())  # every chapter's answers
+        (self.directory / "home").mkdir()  # the zygote's caches (matplotlib's, torch's)
+        self.jobs.mkdir(mode=0o711)
+        self.jobs.chmod(0o711)  # workers may enter their own folder here, not list the others
+        spec = {"models": models, "setup": [catalog.setup_code(c) for c in catalog.chapters()],
+                "alone": isolated and not isolation.as_root()}  # see _zygote_for
+        (home / "spec.json").write_text(json.dumps(spec))
+        argv = [sys.executable, "-I", "-c", _START, str(home / "packages"), "--serve", str(home / "spec.json")]
+        if isolated:
+            argv = isolation.command(argv, read_only=[home, *isolation.model_files(m["name"] for m in models)],
+                                     writable=[self.jobs, self.directory / "home"], workdir=self.jobs)
         with open(self.directory / "zygote.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-I", "-c", _START, str(self.directory / "packages"), "--serve",
-                 str(self.directory / "spec.json")], cwd=self.directory, env=_environment(),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                start_new_session=True)
+            self.process = subprocess.Popen(argv, cwd=self.jobs, env=_environment(self.directory / "home"),
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=log, text=True, start_new_session=True)
         self.answers: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [self.answers.put(x) for x in self.process.stdout]
-                         + [self.answers.put(None)], daemon=True).start()
+        threading.Thread(target=self._read, daemon=True).start()
         if self._answer(MODEL_LOAD_TIMEOUT) != "ready":
             self.close()
             raise RuntimeError("the zygote did not start: "
                                + (self.directory / "zygote.log").read_text(errors="replace")[-2000:])
 
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            word, _, rest = line.strip().partition(" ")
+            if word == "ended":  # "ended PID STATUS"
+                pid, _, code = rest.partition(" ")
+                self.ended[int(pid)] = code
+            else:
+                self.answers.put(line.strip())
+        self.answers.put(None)
+
     def _answer(self, timeout: float) -> str | None:
         try:
-            line = self.answers.get(timeout=timeout)
+            return self.answers.get(timeout=timeout)
         except queue.Empty:
             return None
-        return None if line is None else line.strip()
+
+    def _send(self, *words) -> bool:
+        try:
+            self.process.stdin.write("\t".join(str(w) for w in words) + "\n")
+            self.process.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError):
+            return False
 
     def fork(self, scratch: Path) -> _Forked | None:
         """A worker for the plan in `scratch` (None if the zygote has died)."""
+        progress = scratch / "progress"
         with self.lock:
-            # What a worker imports later comes from the zygote's copy: keep it pristine.
-            self.files.write_packages(self.directory / "packages")
-            progress = scratch / "progress"
-            progress.touch()
-            try:
-                self.process.stdin.write(f"{scratch / 'plan.json'}\t{progress}\t{scratch / 'worker.log'}\n")
-                self.process.stdin.flush()
-            except (BrokenPipeError, OSError):
+            if not self._send("fork", scratch / "plan.json", progress, scratch / "worker.log"):
                 return None
             answer = self._answer(60.0)
-        return _Forked(int(answer), progress) if answer and answer.isdigit() else None
+        return _Forked(self, int(answer), progress) if answer and answer.isdigit() else None
+
+    def running(self, pid: int) -> bool:
+        return pid not in self.ended and self.alive()
+
+    def kill(self, pid: int) -> None:
+        """Kill a worker and everything it started."""
+        with self.lock:
+            self._send("kill", pid)
+        deadline = time.monotonic() + 10
+        while self.running(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -400,15 +516,19 @@ _zygotes: dict[tuple, _Zygote] = {}
 _zygotes_lock = threading.Lock()
 
 
-def _zygote_for(models: list[dict], files: CourseFiles, log) -> _Zygote | None:
+def _zygote_for(models: list[dict], files: CourseFiles, isolated: bool, log) -> _Zygote | None:
     """The zygote for these models (started on first use, again if it died); None where it
-    cannot start (then each worker loads the models itself)."""
+    cannot start (then each worker loads the models itself). Where the grader is not root,
+    workers cannot get users of their own, so each grading thread gets a zygote (and a
+    sandbox) of its own and the zygote kills whatever a worker left running before the next."""
     key = tuple((m["name"], m["key"]) for m in models)
+    if isolated and not isolation.as_root():
+        key += (threading.get_ident(),)
     with _zygotes_lock:
         zygote = _zygotes.get(key)
         if zygote is None or not zygote.alive():
             try:
-                zygote = _zygotes[key] = _Zygote(models, files)
+                zygote = _zygotes[key] = _Zygote(models, files, isolated)
             except RuntimeError as error:
                 log(f"sealed grader: {error}; workers will load the models themselves")
                 _zygotes.pop(key, None)
@@ -421,16 +541,6 @@ def _close_zygotes() -> None:
     for zygote in _zygotes.values():
         zygote.close()
         shutil.rmtree(zygote.directory, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _kill_group(pid: int) -> None:

@@ -106,26 +106,32 @@ def load_model(name: str | None = None, device: str | None = None, *, quiet: boo
             return load_model("smollm2-135m", device, quiet=quiet)
 
     start = time.perf_counter()
-    checkpoint, source = {
-        "gpt2-small": _gpt2_small_checkpoint,
-        "smollm2-135m": _smollm2_checkpoint,
-        "gpt2-test": _gpt2_test_checkpoint,
-        "gpt2-attention": _gpt2_attention_checkpoint,
-        "gqa-test": _gqa_test_checkpoint,
-    }[name]()
+    folder, source = checkpoint(name)
     from transformers import AutoModelForCausalLM
 
     # Fingerprint the checkpoint as loaded on the CPU, before the bridge folds and centres
     # weights (on the GPU that rounds differently), so every device finds the same references.
-    hf_model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     fingerprint = _fingerprint(hf_model)
-    model = _boot_bridge(checkpoint, hf_model.to(device), device)
+    model = _boot_bridge(folder, hf_model.to(device), device)
     info = ModelInfo(name, DISPLAY_NAMES[name], fingerprint, source)
     model.course_info = info
     if not quiet:
         print(f"Loaded {info.display_name} [{info.key}] on {device} in "
               f"{time.perf_counter() - start:.1f} s")
     return model
+
+
+def checkpoint(name: str) -> tuple[str, str]:
+    """A course model's Hugging Face folder (or Hub name) and where it came from; converted
+    or built, and cached, on first use."""
+    return {
+        "gpt2-small": _gpt2_small_checkpoint,
+        "smollm2-135m": _smollm2_checkpoint,
+        "gpt2-test": _gpt2_test_checkpoint,
+        "gpt2-attention": _gpt2_attention_checkpoint,
+        "gqa-test": _gqa_test_checkpoint,
+    }[name]()
 
 
 def _boot_bridge(checkpoint: str, hf_model, device: str):

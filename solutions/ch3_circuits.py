@@ -102,7 +102,7 @@ def _dataset_cases(model, generator):
 EXERCISES.append(Exercise(
     ioi_dataset, {f: ("batch", "pos") if f == "tokens" else ("batch",) for f in IOIPrompts._fields},
     _dataset_cases, "6 prompts, seed 0 and, hidden, seeded sizes and seeds (once BABA only)",
-    atol=0, rtol=0, needs_model=True, mistakes=(
+    atol=0, rtol=0, needs_model=True, answered_by=("readheads.ioi.ioi_prompts",), mistakes=(
         Mistake("no_bos", "left out the BOS token in front of each prompt "
                 "(model.tokenizer.bos_token_id)", _dataset_without_bos),
         Mistake("end_of_row", "took the last position of the padded row as end_pos; shorter "
@@ -190,7 +190,8 @@ def _corruption_cases(model, generator):
 EXERCISES.append(Exercise(
     corrupted_tokens, ("batch", "pos"), _corruption_cases,
     "the 6 prompts of seed 0, kind 'abc' with seed 1 and, hidden, other prompts, 'abc' and "
-    "'swapped'", atol=0, rtol=0, needs_model=True, mistakes=(
+    "'swapped'", atol=0, rtol=0, needs_model=True, answered_by=("readheads.ioi.corrupted_prompts",),
+    mistakes=(
         Mistake("s1_replaced", "replaced the first mention of the subject (s1_pos); ABC "
                 "replaces the second (s2_pos)", _corrupt_s1),
         Mistake("first_mentions_only", "swapped only the first mentions; the subject's second "
@@ -667,7 +668,8 @@ def _residual_swapped(model, clean, corrupted, metric, layers=None):
 EXERCISES.append(Exercise(
     patch_residual_sweep, ("layer", "pos"), _sweep_cases,
     "3 ABC-corrupted prompts of seed 0, layers 0 and the last and, hidden, 2 to 4 seeded "
-    "prompts (ABC or swapped names) at 2 seeded layers", **SWEEP_TOL, needs_model=True, mistakes=(
+    "prompts (ABC or swapped names) at 2 seeded layers", **SWEEP_TOL, needs_model=True,
+    answered_by=("readheads.sweeps.residual_sweep",), mistakes=(
         Mistake("resid_post", "patched the residual stream leaving the layer (hook_resid_post); "
                 "the sweep patches the stream entering it (hook_resid_pre)", _residual_post),
         Mistake("swapped", "patched corrupted activations into the clean run; activation "
@@ -720,7 +722,7 @@ def _layer_output_cases(model, generator):
 EXERCISES.append(Exercise(
     patch_layer_output_sweep, ("component", "layer"), _layer_output_cases,
     "3 ABC-corrupted prompts of seed 0 and, hidden, 2 to 4 seeded prompts (ABC or swapped names)",
-    **SWEEP_TOL, needs_model=True, mistakes=(
+    **SWEEP_TOL, needs_model=True, answered_by=("readheads.sweeps.layer_output_sweep",), mistakes=(
         Mistake("swapped", "patched corrupted activations into the clean run; run the "
                 "corrupted prompts and patch in the clean outputs", _layer_outputs_swapped),
         Mistake("mlp_first", "put the MLP outputs in row 0; row 0 is attention, row 1 MLP",
@@ -788,7 +790,8 @@ def _heads_end_only(model, clean, corrupted, metric, layers=None):
 EXERCISES.append(Exercise(
     patch_head_output_sweep, ("layer", "head"), _sweep_cases,
     "3 ABC-corrupted prompts of seed 0, layers 0 and the last and, hidden, 2 to 4 seeded "
-    "prompts (ABC or swapped names) at 2 seeded layers", **SWEEP_TOL, needs_model=True, mistakes=(
+    "prompts (ABC or swapped names) at 2 seeded layers", **SWEEP_TOL, needs_model=True,
+    answered_by=("readheads.sweeps.head_output_sweep",), mistakes=(
         Mistake("swapped", "patched corrupted activations into the clean run; run the "
                 "corrupted prompts and patch in the clean head output", _heads_swapped),
         Mistake("end_only", "patched the head's output at the last token only; this sweep "

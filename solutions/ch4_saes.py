@@ -245,7 +245,8 @@ def _loss_cases(generator):
 
 EXERCISES.append(Exercise(
     sae_loss, {"mse": (), "l1": (), "loss": ()}, _loss_cases,
-    "seeded x, x_hat, sparse features, decoder rows of various norms", **PURE_TOL, mistakes=(
+    "seeded x, x_hat, sparse features, decoder rows of various norms", **PURE_TOL,
+    answered_by=("readheads.sae_training.sae_losses",), mistakes=(
         Mistake("l1_unweighted", "did not weight each feature's L1 by its decoder row's norm "
                 "(W_dec.norm(dim=1))", _loss_unweighted_l1),
         Mistake("mse_mean_over_all", "averaged the squared error over d_in too; sum over d_in, "
@@ -309,7 +310,8 @@ def _gradient_cases(generator):
 
 EXERCISES.append(Exercise(
     project_decoder_gradient, ("feature", "d_in"), _gradient_cases,
-    "seeded normal W_dec (rows not unit norm) and grad", **PURE_TOL, mistakes=(
+    "seeded normal W_dec (rows not unit norm) and grad", **PURE_TOL,
+    answered_by=("readheads.sae_training.project_out_parallel_gradient",), mistakes=(
         Mistake("unnormalised", "projected on the rows without normalising them first",
                 _project_unnormalised),
         Mistake("columns", "projected on the columns; each feature's direction is a row",
@@ -564,7 +566,7 @@ EXERCISES.append(Exercise(
     resample_dead_features, {"W_enc": ("d_in", "feature"), "b_enc": ("feature",),
                              "W_dec": ("feature", "d_in")},
     _resample_cases, "random SAE weights, reconstructions with uneven errors, ~30% dead",
-    **PURE_TOL, mistakes=(
+    **PURE_TOL, answered_by=("readheads.sae_training.resample_dead",), mistakes=(
         Mistake("uniform", "drew the inputs uniformly; draw them with probability proportional "
                 "to their squared reconstruction error", _resample_uniform),
         Mistake("not_centred", "used x_i itself; the decoder row points along x_i - b_dec",

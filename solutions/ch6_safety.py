@@ -93,7 +93,7 @@ def _margin_cases(model, generator):
 EXERCISES.append(Exercise(
     completion_margins, ("item",), _margin_cases,
     "the first three capitals and sums and, hidden, 4 to 8 seeded items of any family",
-    **MODEL_TOL, needs_model=True, mistakes=(
+    **MODEL_TOL, needs_model=True, answered_by=("readheads.truth.completion_margin",), mistakes=(
         Mistake("last_column", "read the logits at the last column; rows are right-padded, so "
                 "read each row at its end_pos", _margins_last_column),
         Mistake("swapped", "took the false completion's logit minus the true one's", _margins_swapped),

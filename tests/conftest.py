@@ -59,7 +59,20 @@ def course_environment():
     os.environ.setdefault("COURSE_GPT2_TOKENIZER_DIR", str(TOKENIZER_DIR))
     os.environ.setdefault("COURSE_GPT2_ATTENTION_WEIGHTS", str(ATTENTION_WEIGHTS))
     os.environ.pop("COURSE_MODEL", None)
+    from autograder import isolation
+
+    if isolation.problem() and not IN_CI:  # grade anyway; the attack tests skip (isolated())
+        os.environ[isolation.ALLOW_ENV_VAR] = "1"
     yield
+
+
+def isolated() -> None:
+    """Skip a test that needs the sealed grader's sandbox where it cannot run (bubblewrap
+    missing); in CI, fail."""
+    from autograder import isolation
+
+    problem = isolation.problem()
+    require(problem is None, f"the sealed grader cannot isolate workers here: {problem}")
 
 
 def model_key_on_plain_cpu_path(name: str, cache_dir: Path) -> str:

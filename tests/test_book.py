@@ -1,9 +1,11 @@
 """The book builds offline with Jupyter Book 1, executing the chapters on the offline model,
 says which model produced the outputs, and fails when a notebook errors. Then a real browser
-(Debian's Chromium, driven by Playwright) opens every built page: no console errors and no
-request to another site, figures with alt text, the model banner, the interactive attention
-views drawn, formulas typeset, launch buttons, navigation and search. Screenshots of every page
-go to test-artifacts/screenshots/."""
+(Debian's Chromium, driven by Playwright) opens every built page at 1280x900: no console errors
+and no request to another site, figures with alt text, code cells that show whole lines, no
+character drawn as a missing-glyph box, the model banner, the interactive attention views
+drawn, formulas typeset, launch buttons, the page-contents drawer, an introduction that lists
+every chapter, navigation and search. Screenshots of every page go to
+test-artifacts/screenshots/."""
 
 import functools
 import http.server
@@ -89,12 +91,23 @@ def site(tmp_path_factory, smollm2) -> Path:
     return html
 
 
+def execution_rows(html: Path) -> dict[str, list[str]]:
+    """The build's execution table (the timings page): each notebook's cells as text
+    (document, modified, method, run time in seconds, status)."""
+    page = (html / "timings.html").read_text()
+    body = page[page.index("<tbody>"):page.index("</tbody>")]
+    rows = {}
+    for row in body.split("</tr>"):
+        name = re.search(r'href="(\w+)\.html"', row)
+        if name:
+            rows[name.group(1)] = [re.sub(r"<[^>]+>", "", cell).strip()
+                                   for cell in re.findall(r"<td>(.*?)</td>", row, re.DOTALL)]
+    return rows
+
+
 def execution_times(html: Path) -> list[tuple[str, str]]:
     """(chapter, seconds) from the build's execution table (the timings page)."""
-    page = (html / "timings.html").read_text()
-    table = page[page.index("<tbody>"):]
-    return re.findall(r'href="(\w+)\.html".*?</td>\s*<td><p>[^<]*</p></td>\s*<td><p>\w+</p></td>'
-                      r'\s*<td><p>([\d.]+)</p></td>', table, re.DOTALL)
+    return [(chapter, cells[3]) for chapter, cells in execution_rows(html).items()]
 
 
 def test_book_builds_with_figures_and_names_its_model(site):
@@ -104,10 +117,11 @@ def test_book_builds_with_figures_and_names_its_model(site):
         assert "The course text is written for <b>GPT-2 small</b>" in page
         assert page.count("<img") >= 4
         assert page.count("passed (visible case") == len(registry.exercises(chapter))
-    timings = (site / "timings.html").read_text()  # the build's record of each chapter's run
+    rows = execution_rows(site)  # the build's record of each chapter's run (the timings page)
     for chapter in registry.chapters():
-        assert f'href="{chapter}.html"' in timings
-    assert "✅" in timings and "❌" not in timings
+        assert rows[chapter][-1] == "ok", f"{chapter}: status {rows[chapter][-1]!r}"
+    timings = (site / "timings.html").read_text()
+    assert "✅" not in timings and "❌" not in timings  # in words (book/_ext/course_pages.py)
 
 
 def test_book_build_fails_when_a_notebook_errors(tmp_path):
@@ -174,6 +188,54 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 PAGES = ["intro", *registry.chapters(), *notebooks.CLOSING_PAGES]
+# Code boxes (cell input and output, highlighted blocks) whose content is wider than the box:
+# lines cut off behind a scroll bar (book/_ext/static/course_pages.css wraps them).
+OVERFLOWING_CODE = """() => Array.from(document.querySelectorAll(
+    'main div.highlight pre, main div.cell_input, main div.cell_output, main div.output'))
+  .filter(box => box.getClientRects().length && box.scrollWidth > box.clientWidth + 1)
+  .map(box => `${box.scrollWidth} px in ${box.clientWidth} px: ${box.textContent.trim().slice(0, 80)}`)"""
+# Visible characters drawn as a missing-glyph box: a character is drawn (on a canvas, in its
+# element's fonts) exactly as an unassigned code point is, i.e. no font on the page or the
+# system has it. Emoji (Emoji_Presentation) count as missing even where this machine has an
+# emoji font: the book serves none, so a reader without one sees a box. In cell outputs only
+# symbols are checked: outputs also print model tokens, in any script (Chapter 4 prints a
+# Chinese token that Debian's Chromium without a CJK font draws as a box).
+MISSING_GLYPHS = r"""() => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 48; canvas.height = 48;
+  const context = canvas.getContext('2d', {willReadFrequently: true});
+  const draw = (text, family) => {
+    context.clearRect(0, 0, 48, 48);
+    context.font = `32px ${family}`;
+    context.fillText(text, 4, 36);
+    return context.getImageData(0, 0, 48, 48).data.join();
+  };
+  const nothing = {}, missing = new Map(), found = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const element = node.parentElement;
+    if (!element || element.closest('script, style, noscript, template')
+        || !element.getClientRects().length || getComputedStyle(element).visibility !== 'visible') continue;
+    const family = getComputedStyle(element).fontFamily;
+    const output = element.closest('div.cell_output, div.output') !== null;
+    for (const character of node.data) {
+      if (character.codePointAt(0) < 0x80 || /[\s\p{M}\p{C}]/u.test(character)
+          || (output && !/\p{S}/u.test(character))) continue;
+      const key = `${character} ${family}`;
+      if (!missing.has(key)) {
+        nothing[family] ??= draw('\u0378', family);  // unassigned: no font has it
+        missing.set(key, /\p{Emoji_Presentation}/u.test(character)
+                         || draw(character, family) === nothing[family]);
+      }
+      if (missing.get(key)) {
+        const code = character.codePointAt(0).toString(16).toUpperCase().padStart(4, '0');
+        const where = element.tagName.toLowerCase();
+        found.add(`U+${code} ${character} in <${where}>: ${node.data.trim().slice(0, 60)}`);
+      }
+    }
+  }
+  return [...found];
+}"""
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -184,6 +246,8 @@ def test_every_page_renders_offline_with_alt_text_and_its_views(browser, name):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
     assert problems == []
+    assert page.evaluate(OVERFLOWING_CODE) == [], "code cut off at 1280 px"
+    assert page.evaluate(MISSING_GLYPHS) == [], "characters drawn as a missing-glyph box"
     images = page.locator("main img").evaluate_all(
         "imgs => imgs.map(i => ({src: i.getAttribute('src'), alt: i.alt, width: i.naturalWidth}))")
     for image in images:
@@ -218,11 +282,36 @@ def test_chapters_have_launch_buttons_and_a_colab_badge(browser, chapter):
     assert badge.get_attribute("href").startswith(release)
 
 
+def test_chapter_pages_give_cells_the_width_and_keep_their_contents_a_click_away(browser):
+    open_page, _ = browser
+    chapter = registry.chapters()[0]
+    page, problems = open_page(f"{chapter}.html")
+    code = page.locator("main div.cell div.highlight pre").first.bounding_box()
+    assert code["width"] > 900, f"code cells {code['width']:.0f} px wide at 1280 px"
+    assert not page.locator("#pst-secondary-sidebar").is_visible()  # its contents are in the drawer
+    page.locator(".bd-header-article .secondary-toggle").click()
+    drawer = page.locator("#pst-secondary-sidebar-modal")
+    drawer.locator("nav a").first.wait_for(state="visible", timeout=5_000)
+    sections = page.locator("main section h2").count()
+    assert drawer.locator("nav a").count() >= sections > 0
+    drawer.locator("nav a").nth(1).click()
+    page.wait_for_timeout(300)
+    assert not page.evaluate("document.getElementById('pst-secondary-sidebar-modal').open")
+    assert "#" in page.url
+    page.screenshot(path=str(SCREENSHOTS / "contents-drawer.png"))
+    assert problems == []
+
+
 def test_navigation_and_search_work(browser):
     open_page, base = browser
     page, _ = open_page("intro.html")
     for chapter in registry.chapters():
         assert page.locator(f"nav a[href='{chapter}.html']").count() >= 1
+    # The introduction lists every chapter of the manifest, in order, and none as to come.
+    listed = page.locator("main section#chapters ol > li").all_inner_texts()
+    titles = [chapter["title"] for chapter in registry.chapter_list()]
+    assert [text.split(" — ")[0] for text in listed] == titles
+    assert "in preparation" not in page.locator("main").inner_text().lower()
     page.locator("a.right-next").first.click()
     page.wait_for_load_state("networkidle")
     assert page.url == base + f"{registry.chapters()[0]}.html"

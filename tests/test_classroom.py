@@ -15,9 +15,10 @@ import pytest
 from autograder.authoring import registry
 from autograder.authoring.notebooks import tool_env
 
-from .conftest import ROOT
+from .attacks import stealing
+from .conftest import ROOT, isolated
 from .test_cli import committed_digest
-from .test_nbgrader import partly_right
+from .test_nbgrader import N_CORRECT, answer_cells, partly_right
 
 pytestmark = pytest.mark.slow
 CHAPTER = "ch1_attention"
@@ -69,10 +70,17 @@ def test_gradescope_bundle_grades_a_submission_as_gradescope_runs_it(hidden, tmp
         names = archive.namelist()
         archive.extractall(root / "source")
     assert {"setup.sh", "run_autograder"} <= set(names)
+    setup = (root / "source" / "setup.sh").read_text()  # CPU torch, and the sandbox
+    assert "download.pytorch.org/whl/cpu" in setup and "bubblewrap" in setup
     assert not any(n.startswith(("course/solutions", "course/autograder/authoring")) for n in names)
     assert any(n.startswith(f"hidden_references/{CHAPTER}/") for n in names)
     partial = nbformat.read(RELEASE, as_version=4)
     correct, mistake = partly_right(partial)
+    # An answer that reads the hidden references shipped in the bundle (Gradescope's
+    # /autograder/source): it scores only if the submission's process can open them.
+    isolated()
+    stealer = next(e for e in list(answer_cells(partial))[N_CORRECT + 1:] if not registry.find(e)[1].needs_model)
+    answer_cells(partial)[stealer].source = stealing(CHAPTER, stealer, "gradescope")
     (root / "submission").mkdir()
     nbformat.write(partial, root / "submission" / "my_work.ipynb")
     (root / "results").mkdir()
@@ -89,3 +97,4 @@ def test_gradescope_bundle_grades_a_submission_as_gradescope_runs_it(hidden, tmp
     assert [tests[e]["score"] for e in correct] == [1] * len(correct)
     wrong = [t for t in tests.values() if t["score"] == 0]
     assert any(mistake.message.split(":")[0] in t["output"] for t in wrong)
+    assert "no hidden references found" in tests[stealer]["output"]

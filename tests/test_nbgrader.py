@@ -1,13 +1,14 @@
 """The instructor's pipeline, end to end, for every chapter, in one scratch course:
 generate_assignment, hidden references with the instructor's seed, autograde through the real
 nbgrader with the sealed grader, feedback and export, each step one command for all chapters.
-Three submissions per chapter: the full solution, the untouched release, and one partly
-right with a known mistake."""
+Four submissions per chapter: the full solution, the untouched release, one partly right
+with a known mistake, and one that attacks the grader (tests/attacks.py)."""
 
 import csv
 import html
 import inspect
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,8 @@ from traitlets.config import Config
 from autograder.authoring import registry
 from autograder.authoring.notebooks import SOLUTION_MARKER, tool_env
 
-from .conftest import ROOT, TIMINGS
+from .attacks import HOME_FILE, eve, lost
+from .conftest import ROOT, TIMINGS, isolated
 
 pytestmark = pytest.mark.slow
 N_CORRECT = 3  # carol solves the first three exercises and gets the fourth wrong
@@ -105,17 +107,29 @@ def feedback(course, student, chapter):
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory, hidden_references):
-    """Every chapter, three students: alice (the solution), bob (the release untouched) and
-    carol (partly right, then a known mistake)."""
+    """Every chapter, four students: alice (the solution), bob (the release untouched),
+    carol (partly right, then a known mistake) and eve (the solution, but for the exercises
+    her answers attack: tests/attacks.py). A TCP server on this machine waits for eve."""
     chosen = {}
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        attacks = eve(server.getsockname()[1])
 
-    def submissions(chapter, source, release):
-        partial = nbformat.from_dict(release)
-        chosen[chapter] = partly_right(partial)
-        return {"alice": source, "bob": release, "carol": partial}
+        def submissions(chapter, source, release):
+            partial = nbformat.from_dict(release)
+            chosen[chapter] = partly_right(partial)
+            attacking = nbformat.from_dict(release)
+            for exercise_id, cell in answer_cells(attacking).items():
+                cell.source = attacks[chapter].get(exercise_id) or solution_source(exercise_id)
+            return {"alice": source, "bob": release, "carol": partial, "eve": attacking}
 
-    graded = make_course(tmp_path_factory, registry.chapters(), hidden_references(), submissions)
-    return {**graded, "chosen": chosen}
+        HOME_FILE.write_text("the grader's own")
+        try:
+            graded = make_course(tmp_path_factory, registry.chapters(), hidden_references(), submissions)
+        finally:
+            HOME_FILE.unlink()
+    alice = {c: (graded["root"] / "submitted" / "alice" / c / f"{c}.ipynb").read_bytes()
+             for c in registry.chapters()}
+    return {**graded, "chosen": chosen, "attacks": attacks, "alice_after": alice}
 
 
 @pytest.mark.parametrize("chapter", registry.chapters())
@@ -135,6 +149,24 @@ def test_scores(course, chapter):
     scores = {student: course["scores"][chapter, student] for student in ("alice", "bob", "carol")}
     assert scores == {"alice": sum(points.values()), "bob": 0.0,
                       "carol": sum(points[e] for e in correct)}
+
+
+@pytest.mark.parametrize("chapter", registry.chapters())
+def test_every_attack_scores_0_and_changes_nothing_else(course, chapter):
+    """Reading the hidden references (through /proc/<pid>/cwd and by absolute path), the
+    solutions (exec by path; import with the blocker removed), another student's submission,
+    the gradebook or the grader's home, a library function that computes the answer, the
+    network: each earns its exercise only if it works. The sealed worker's sandbox stops them
+    all (README: graded mode); alice's submission is as she submitted it."""
+    isolated()
+    points = {e.id: e.points for e in registry.exercises(chapter)}
+    attacked = course["attacks"][chapter]
+    assert course["scores"][chapter, "eve"] == sum(points.values()) - sum(points[e] for e in lost(chapter, attacked))
+    page = html.unescape(feedback(course, "eve", chapter))
+    for exercise_id in attacked:
+        assert f"{exercise_id} failed the hidden test" in page, exercise_id
+    source = nbformat.read(ROOT / "exercises" / "source" / chapter / f"{chapter}.ipynb", as_version=4)
+    assert nbformat.reads(course["alice_after"][chapter].decode(), as_version=4).cells == source.cells
 
 
 @pytest.mark.parametrize("chapter", registry.chapters())

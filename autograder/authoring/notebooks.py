@@ -213,6 +213,14 @@ def _release(source: Path, chapter: str, release: Path) -> None:
         shutil.copy(course / "release" / chapter / source.name, release)
 
 
+def _between_markers(text: str, listing: str, where: Path) -> str:
+    """`text` with what stands between the chapter-list markers replaced by `listing`."""
+    if CHAPTERS_START not in text or CHAPTERS_END not in text:
+        raise ValueError(f"{where} has lost its chapter-list markers: {CHAPTERS_START} ... {CHAPTERS_END}")
+    start, end = text.index(CHAPTERS_START) + len(CHAPTERS_START), text.index(CHAPTERS_END)
+    return text[:start] + "\n" + listing + "\n" + text[end:]
+
+
 def book_index(root: Path) -> dict[Path, str]:
     """The book's table of contents and its introduction's chapter list, from the chapter
     list (solutions/chapters.json), and its launch buttons (`launch_settings`)."""
@@ -220,24 +228,34 @@ def book_index(root: Path) -> dict[Path, str]:
     toc = "format: jb-book\nroot: intro\nchapters:\n" + "".join(
         f"  - file: {c['id']}\n" for c in chapters) + "".join(f"  - file: {page}\n" for page in CLOSING_PAGES)
     intro_path = root / "book" / "intro.md"
-    intro = intro_path.read_text()
-    start, end = intro.index(CHAPTERS_START) + len(CHAPTERS_START), intro.index(CHAPTERS_END)
     listing = "".join(f"\n{n}. **{c['title']}** — {c['summary']}\n" for n, c in enumerate(chapters, 1))
     config_path = root / "book" / "_config.yml"
     config = config_path.read_text()
     begin, finish = config.index(PUBLISHING_START) + len(PUBLISHING_START), config.index(PUBLISHING_END)
     return {root / "book" / "_toc.yml": toc,
-            intro_path: intro[:start] + "\n" + listing + "\n" + intro[end:],
+            intro_path: _between_markers(intro_path.read_text(), listing, intro_path),
             config_path: config[:begin] + launch_settings() + config[finish:]}
 
 
+def readme_index(root: Path) -> dict[Path, str]:
+    """The README's list of chapters (titles only), from the chapter list."""
+    readme = root / "README.md"
+    listing = "".join(f"{n}. {c['title']}\n" for n, c in enumerate(registry.chapter_list(), 1))
+    return {readme: _between_markers(readme.read_text(), listing.rstrip("\n"), readme)}
+
+
+def index_pages(root: Path) -> dict[Path, str]:
+    """Every page generated from the chapter list: the book's index pages and the README's."""
+    return {**book_index(root), **readme_index(root)}
+
+
 def generate_book_index(root: Path) -> None:
-    for path, text in book_index(root).items():
+    for path, text in index_pages(root).items():
         path.write_text(text)
 
 
 def book_index_out_of_sync(root: Path) -> list[str]:
-    return [str(p.relative_to(root)) for p, text in book_index(root).items() if p.read_text() != text]
+    return [str(p.relative_to(root)) for p, text in index_pages(root).items() if p.read_text() != text]
 
 
 def out_of_sync(root: Path, chapter: str) -> list[str]:

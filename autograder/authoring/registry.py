@@ -59,5 +59,5 @@ def index() -> dict:
     return {"chapters": list(chapters()),
             "setup": {c: setup_code(c) for c in chapters()},
             "exercises": {e.id: {"chapter": c, "needs": ["model"] if e.needs_model else [],
-                                 "points": e.points}
+                                 "points": e.points, "answered_by": list(e.answered_by)}
                           for c in chapters() for e in exercises(c)}}

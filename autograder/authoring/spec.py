@@ -61,6 +61,9 @@ class Exercise:
         mistakes: known wrong answers, recognised by comparison with their outputs.
         needs_model: whether references depend on the model (stored per weight fingerprint).
         points: what its nbgrader check cell is worth.
+        answered_by: the course library's functions that compute this answer (dotted names,
+            e.g. "readheads.ioi.ioi_prompts"): the sealed grader's worker has them removed
+            while this exercise's chapter is graded (later chapters may use them).
     """
 
     solution: Callable[..., Any]
@@ -72,6 +75,7 @@ class Exercise:
     mistakes: tuple[Mistake, ...] = ()
     needs_model: bool = False
     points: int = 1
+    answered_by: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:

@@ -327,23 +327,27 @@ plt.show()
 # Sparsity and reconstruction trade off: a stronger L1 penalty gives a smaller L0 and a worse
 # reconstruction. An SAE is only good or bad *at its L0*. Sweep the penalty on the toy data:
 
-# %% mystnb={"image": {"alt": "Scatter plot of reconstruction error against L0 for toy SAEs trained with five L1 coefficients: error falls as L0 rises; the planted number of active features is marked."}}
+# %% mystnb={"image": {"alt": "Scatter plot of reconstruction error against L0 for toy SAEs trained with five L1 coefficients, joined in order of the coefficient: error falls as L0 rises; the planted number of active features is marked, and a legend gives each coefficient with its MMCS."}}
 trained = {1.0: runs["good (λ = 1)"], 10.0: runs["λ too large (10)"], 0.03: runs["λ too small (0.03)"]}
 for l1_coefficient in tqdm([0.3, 3.0], desc="two more L1 coefficients"):
     trained[l1_coefficient] = toy_sae(l1_coefficient)
 sweep = {l1_coefficient: (history.l0[-1], history.mse[-1], float(mean_max_cosine_similarity(toy.W_dec, true_directions)))
          for l1_coefficient, (toy, history) in sorted(trained.items())}
-plt.figure(figsize=(6, 4))
+plt.figure(figsize=(8, 4))
+# Labels go in the legend, not beside the points: strong penalties put their points on top of
+# each other.
+plt.plot([l0_run for l0_run, _, _ in sweep.values()], [mse_run for _, mse_run, _ in sweep.values()],
+         color="lightgrey", zorder=0)
 for l1_coefficient, (l0_run, mse_run, mmcs) in sweep.items():
-    plt.scatter(l0_run, mse_run)
-    plt.annotate(f"λ={l1_coefficient}, MMCS {mmcs:.2f}", (l0_run, mse_run), fontsize=8)
+    plt.scatter(l0_run, mse_run, label=f"λ={l1_coefficient:g}, MMCS {mmcs:.2f}")
 plt.axvline(float(active.sum(1).float().mean()), color="grey", ls="--", label="planted L0")
 plt.xscale("log")
 plt.yscale("log")
 plt.xlabel("L0")
 plt.ylabel("MSE")
-plt.legend()
+plt.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
 plt.title("The L0-MSE trade-off (toy SAEs)")
+plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -365,10 +369,14 @@ else:
     for ax, key, label in [(axes[0], "mse", "MSE"), (axes[1], "ce_loss_recovered", "CE loss recovered")]:
         ax.plot([run["l0"] for run in sweep_runs], [run[key] for run in sweep_runs], "o-",
                 label=f"{small.cfg.d_sae:,} features")
+        # Labels on the side of the curve away from the 4,096-feature SAE's square.
+        offset = (-6, -12) if key == "mse" else (-6, 6)
         for run in sweep_runs:
-            ax.annotate(f"λ={run['l1_coefficient']:g}", (run["l0"], run[key]), fontsize=8)
+            ax.annotate(f"λ={run['l1_coefficient']:g}", (run["l0"], run[key]), fontsize=8,
+                        xytext=offset, textcoords="offset points", ha="right")
         ax.plot(main_metrics["l0"], main_metrics[key], "s", label=f"{sae.cfg.d_sae:,} features (λ=2)")
         ax.set_xscale("log")
+        ax.margins(x=0.1, y=0.1)  # room for the labels of the end points
         ax.set_xlabel("L0")
         ax.set_ylabel(label)
     axes[0].legend()

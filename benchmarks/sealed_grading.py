@@ -1,0 +1,97 @@
+"""How long the sealed grader takes per chapter, now and at an earlier commit, in one run:
+
+    python benchmarks/sealed_grading.py --baseline ff3bbd3 ch1_attention ch3_circuits
+
+For each chapter it builds hidden references (seed 7, the offline model and gqa-test) once,
+then grades the chapter's solutions, written out as a student's notebook, with the grader of
+the baseline commit (a git worktree, in a subprocess) and with this one, alternating, and
+prints each time and the ratio. Every grading run starts a fresh process, so each includes
+starting the models' zygote, as grading one chapter with nbgrader does. Run it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GRADE = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from autograder.classroom import grade_notebook
+start = time.perf_counter()
+results = grade_notebook(Path(sys.argv[2]), hidden_dir=Path(sys.argv[3]), model="smollm2-135m")
+print(f"{time.perf_counter() - start:.2f} {sum(r.passed for r in results.values())} {len(results)}")
+"""
+
+
+def solution_notebook(chapter: str, path: Path) -> Path:
+    """The release notebook with every answer cell holding the solution's source."""
+    import nbformat
+
+    sys.path.insert(0, str(ROOT))
+    from tests.test_nbgrader import answer_cells, solution_source
+
+    notebook = nbformat.read(ROOT / "exercises" / "release" / chapter / f"{chapter}.ipynb", 4)
+    for exercise_id, cell in answer_cells(notebook).items():
+        cell.source = solution_source(exercise_id)
+    nbformat.write(notebook, path)
+    return path
+
+
+def grade(code_root: Path, notebook: Path, hidden: Path) -> tuple[float, str]:
+    run = subprocess.run([sys.executable, "-c", GRADE, str(code_root), str(notebook), str(hidden)],
+                         capture_output=True, text=True, timeout=1800, cwd=code_root)
+    if run.returncode != 0:
+        raise SystemExit(run.stderr[-3000:])
+    seconds, passed, total = run.stdout.split()[-3:]
+    return float(seconds), f"{passed}/{total}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("chapters", nargs="+")
+    parser.add_argument("--baseline", required=True, help="the commit to compare with")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        baseline = scratch / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(baseline), args.baseline],
+                       cwd=ROOT, check=True, capture_output=True)
+        try:
+            print(f"{'chapter':15} {'baseline s':>11} {'now s':>8} {'ratio':>6}  passed")
+            for chapter in args.chapters:
+                hidden = scratch / "hidden"
+                subprocess.run([sys.executable, "-m", "autograder", "build", "--model", "smollm2-135m",
+                                "--model", "gqa-test", "--chapter", chapter, "--seed", "7",
+                                "--out", str(hidden)], cwd=ROOT, check=True, capture_output=True)
+                notebook = solution_notebook(chapter, scratch / f"{chapter}.ipynb")
+                before, now = [], []
+                for _ in range(args.repeats):
+                    before.append(grade(baseline, notebook, hidden))
+                    now.append(grade(ROOT, notebook, hidden))
+                old, new = min(t for t, _ in before), min(t for t, _ in now)
+                print(f"{chapter:15} {old:11.1f} {new:8.1f} {new / old:6.2f}  "
+                      f"{before[0][1]} -> {now[0][1]}", flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT,
+                           capture_output=True)
+    print(f"(fastest of {args.repeats} runs each, {time.strftime('%Y-%m-%d')}; "
+          f"{'isolated' if _isolated() else 'NOT isolated'} now)")
+
+
+def _isolated() -> bool:
+    sys.path.insert(0, str(ROOT))
+    from autograder import isolation
+
+    return isolation.problem() is None
+
+
+if __name__ == "__main__":
+    main()
