@@ -171,7 +171,10 @@ def _kill_worker(pid: int, worker_id: int | None, alone: bool) -> None:
             os.kill(-1, signal.SIGKILL)  # every process this user may signal: its own
         finally:
             os._exit(0)
-    os.waitpid(killer, 0)
+    try:
+        os.waitpid(killer, 0)
+    except ChildProcessError:  # already reaped by the SIGCHLD handler
+        pass
 
 
 def _import_course_from(packages: Path) -> None:
