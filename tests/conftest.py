@@ -117,33 +117,37 @@ def gpt2_attention(gpt2_test):
 
 
 @pytest.fixture(scope="session")
-def hidden_references(tmp_path_factory, smollm2):
-    """hidden_references(): a folder holding the instructor's hidden references for every
-    chapter (seed SEED, on the notebook model and the grader's second model), built once per
-    test run with the instructor's command (one process: each model loads once). Copy it
-    before grading into it."""
+def hidden_references(tmp_path_factory):
+    """hidden_references(model, chapters): a folder holding the instructor's hidden references
+    for `chapters` (default: all; seed SEED, on `model` and the grader's second model), built
+    once per test run and arguments with the instructor's command (one process: each model
+    loads once). Copy it before grading into it."""
     import subprocess
     import sys
     import time
 
+    from autograder.authoring import registry
     from autograder.authoring.notebooks import tool_env
 
-    built = []
+    built = {}
 
-    def folder() -> Path:
-        if not built:
+    def folder(model: str, chapters: tuple[str, ...] = ()) -> Path:
+        chapters = tuple(chapters) or tuple(registry.chapters())
+        if (model, chapters) not in built:
             out = tmp_path_factory.mktemp("hidden") / "hidden_references"
-            command = [sys.executable, "-m", "autograder", "build", "--model", "smollm2-135m",
+            command = [sys.executable, "-m", "autograder", "build", "--model", model,
                        "--model", "gqa-test", "--seed", str(SEED), "--out", str(out)]
+            command += [argument for chapter in chapters for argument in ("--chapter", chapter)]
             started = time.monotonic()
             result = subprocess.run(command, cwd=ROOT, env=tool_env(), capture_output=True,
                                     text=True, timeout=1800)
             assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-            TIMINGS.append(f"hidden references, every chapter: {time.monotonic() - started:.0f} s")
+            TIMINGS.append(f"hidden references, {len(chapters)} chapter(s) on {model}: "
+                           f"{time.monotonic() - started:.0f} s")
             TIMINGS.extend(f"  {line.split(str(out))[-1].lstrip('/')}" for line in result.stdout.splitlines()
                            if line.startswith("wrote"))
-            built.append(out)
-        return built[0]
+            built[model, chapters] = out
+        return built[model, chapters]
 
     return folder
 

@@ -36,7 +36,7 @@ def autograder(*args, cwd=ROOT):
 
 @pytest.fixture(scope="module")
 def hidden(hidden_references):
-    return hidden_references()
+    return hidden_references("smollm2-135m", (CHAPTER,))
 
 
 def test_grade_a_class_in_parallel_into_one_gradebook(hidden, tmp_path):

@@ -24,14 +24,15 @@ from .attacks import HOME_FILE, eve, lost
 from .conftest import ROOT, TIMINGS, isolated
 
 pytestmark = pytest.mark.slow
+MODEL = "gpt2-test"  # the course model's architecture, random weights: see `course`
 N_CORRECT = 3  # carol solves the first three exercises and gets the fourth wrong
 # Short limits, so that the hostile submissions' endless loops cost seconds.
-LIMITS = "c.SealedGrading.check_timeout = 20\nc.SealedGrading.cell_timeout = 10\n"
+LIMITS = "c.SealedGrading.check_timeout = 10\nc.SealedGrading.cell_timeout = 5\n"
 
 
-def run(course, *args, module="nbgrader"):
+def run(course, model, *args, module="nbgrader"):
     result = subprocess.run([sys.executable, "-m", module, *args], cwd=course,
-                            env=tool_env(COURSE_MODEL="smollm2-135m"),
+                            env=tool_env(COURSE_MODEL=model),
                             capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
@@ -65,19 +66,19 @@ def partly_right(notebook):
     return order[:N_CORRECT], mistake
 
 
-def make_course(tmp_path_factory, chapters, hidden, submissions_for, limits=""):
+def make_course(tmp_path_factory, chapters, hidden, submissions_for, model, limits=""):
     """A scratch nbgrader course for `chapters`, graded in one pass: released, the hidden
     references (the folder `hidden`, built by the instructor's command) in place, the
     notebooks from `submissions_for(chapter, source, release)` ({student: notebook})
-    submitted, autograded, fed back, exported. One nbgrader command per step for all
-    chapters (`"*"`), as an instructor grading several assignments at once would run it."""
+    submitted, autograded on `model`, fed back, exported. One nbgrader command per step for
+    all chapters (`"*"`), as an instructor grading several assignments at once would run it."""
     course = tmp_path_factory.mktemp("course")
     config = (ROOT / "exercises" / "nbgrader_config.py").read_text() + limits
     (course / "nbgrader_config.py").write_text(config)
     for chapter in chapters:
         shutil.copytree(ROOT / "exercises" / "source" / chapter, course / "source" / chapter)
     started = time.monotonic()
-    run(course, "generate_assignment", "*")
+    run(course, model, "generate_assignment", "*")
     shutil.copytree(hidden, course / "hidden_references")
     students = set()
     for chapter in chapters:
@@ -89,10 +90,10 @@ def make_course(tmp_path_factory, chapters, hidden, submissions_for, limits=""):
             (course / "submitted" / student / chapter).mkdir(parents=True)
             nbformat.write(notebook, course / "submitted" / student / chapter / name)
     (course / "students.csv").write_text("id\n" + "".join(f"{s}\n" for s in sorted(students)))
-    run(course, "db", "student", "import", "students.csv")
-    graded = run(course, "autograde", "*")
-    run(course, "generate_feedback", "*")
-    run(course, "export", "--to", str(course / "grades.csv"))
+    run(course, model, "db", "student", "import", "students.csv")
+    graded = run(course, model, "autograde", "*")
+    run(course, model, "generate_feedback", "*")
+    run(course, model, "export", "--to", str(course / "grades.csv"))
     with open(course / "grades.csv") as handle:
         scores = {(row["assignment"], row["student_id"]): float(row["raw_score"])
                   for row in csv.DictReader(handle)}
@@ -109,7 +110,10 @@ def feedback(course, student, chapter):
 def course(tmp_path_factory, hidden_references):
     """Every chapter, four students: alice (the solution), bob (the release untouched),
     carol (partly right, then a known mistake) and eve (the solution, but for the exercises
-    her answers attack: tests/attacks.py). A TCP server on this machine waits for eve."""
+    her answers attack: tests/attacks.py). A TCP server on this machine waits for eve.
+    Graded on MODEL, GPT-2's architecture and tokenizer (the course model's), and the second
+    model gqa-test (SmolLM2's tokenizer, grouped-query attention); SmolLM2 itself is graded
+    in tests/test_sealed.py and tests/test_classroom.py."""
     chosen = {}
     with socket.create_server(("127.0.0.1", 0)) as server:
         attacks = eve(server.getsockname()[1])
@@ -124,7 +128,8 @@ def course(tmp_path_factory, hidden_references):
 
         HOME_FILE.write_text("the grader's own")
         try:
-            graded = make_course(tmp_path_factory, registry.chapters(), hidden_references(), submissions)
+            graded = make_course(tmp_path_factory, registry.chapters(), hidden_references(MODEL),
+                                 submissions, MODEL)
         finally:
             HOME_FILE.unlink()
     alice = {c: (graded["root"] / "submitted" / "alice" / c / f"{c}.ipynb").read_bytes()

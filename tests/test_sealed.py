@@ -16,6 +16,7 @@ from .test_nbgrader import LIMITS, answer_cells, feedback, make_course, solution
 
 pytestmark = pytest.mark.slow
 CHAPTER = "ch1_attention"
+MODEL = "smollm2-135m"  # sam's answer fits its sizes, not gqa-test's
 REAL_RUNNING = ROOT / "autograder" / "running.py"
 
 # Each entry replaces one answer cell. Every one of them must score 0 for that exercise.
@@ -181,7 +182,8 @@ def corpus(tmp_path_factory, hidden_references):
                 "zed": source}  # graded after the others
 
     try:
-        graded = make_course(tmp_path_factory, [CHAPTER], hidden_references(), submissions, LIMITS)
+        graded = make_course(tmp_path_factory, [CHAPTER], hidden_references(MODEL, (CHAPTER,)), submissions,
+                             MODEL, LIMITS)
         yield {**graded, "scores": {s: v for (_, s), v in graded["scores"].items()}}
     finally:
         if REAL_RUNNING.read_bytes() != original:  # only if the grader failed to restore it
