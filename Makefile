@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `auto`: GPT-2 small when the Hub is reachable, else the offline model (pages say which).
 BOOK_MODEL ?= auto
 
-.PHONY: install book test test-fast generate verify verify-all bench dist clean
+.PHONY: install book test test-fast generate verify verify-all bench dist dist-student clean
 
 install: $(STAMP)
 
@@ -52,8 +52,19 @@ bench: install
 	$(BIN)/python benchmarks/run.py
 
 # The course as a wheel (committed references included), to host for `pip install`.
+# GPT2_SMALL=1 adds GPT-2 small's references (built here: needs the Hub), so that students'
+# first checks never build them; REFERENCES=DIR adds the sets in DIR (`autograder build --out`).
+WHEEL_OPTIONS = $(if $(GPT2_SMALL),--with-gpt2-small) $(if $(REFERENCES),--references $(REFERENCES))
+
 dist: install
-	$(BIN)/pip wheel --no-deps --wheel-dir dist .
+	$(BIN)/python -m autograder wheel --out dist $(WHEEL_OPTIONS)
+
+# The edition without solutions, for courses graded for credit (docs/grading.md): the wheel
+# and the book with each exercise shown as its stub.
+dist-student: install
+	$(BIN)/python -m autograder wheel --without-solutions --out dist-student/wheel $(WHEEL_OPTIONS)
+	$(BIN)/python -m autograder student-book --out dist-student/book
+	COURSE_MODEL=$${COURSE_MODEL:-$(BOOK_MODEL)} $(BIN)/jupyter-book build dist-student/book --warningiserror
 
 clean:
-	rm -rf book/_build dist
+	rm -rf book/_build dist dist-student

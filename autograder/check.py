@@ -9,16 +9,22 @@ alone. Everything comes from the reference files: the solutions are never import
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
+
+from tqdm.auto import tqdm
 
 from . import catalog
 from .compare import judge
-from .references import PURE_KEY, ReferenceSet, locate, reference_key, rebuild_command
+from .references import (PURE_KEY, REFERENCES_ENV_VAR, ReferenceSet, locate, rebuild_command,
+                         reference_key)
 from .running import run_case
 
+BUILD_PROGRESS = "progress:"  # how `autograder build --progress-lines` reports (done, total, exercise)
 _loaded: dict[tuple[str, str], ReferenceSet] = {}
 _caches: dict = {}  # activation caches of model cases, reused between checks
 
@@ -99,6 +105,13 @@ def load_references(chapter: str, sources: dict) -> ReferenceSet:
     if (chapter, key) not in _loaded:
         path = locate(chapter, key)
         if path is None and key != PURE_KEY and set(sources) == {"model"}:
+            if importlib.util.find_spec("solutions") is None:  # the edition without solutions
+                raise FileNotFoundError(
+                    f"This copy of the course has no references of {chapter} for "
+                    f"{sources['model'].course_info.display_name} [{key}], and no solutions to "
+                    "build them from (your instructor's edition). Load the model your course "
+                    "uses (e.g. load_model('smollm2-135m')), or ask your instructor for these "
+                    f"references and put them in ${REFERENCES_ENV_VAR}.")
             path = _build_in_subprocess(chapter, sources["model"], key)
         if path is None:
             raise FileNotFoundError(f"No references {chapter}/{key}. Build them with: "
@@ -108,12 +121,27 @@ def load_references(chapter: str, sources: dict) -> ReferenceSet:
 
 
 def _build_in_subprocess(chapter: str, model, key: str):
+    """Build the chapter's references for `model` with the course's builder, showing its
+    progress (runs of a solution or mistake on a case) and tqdm's estimate of the time left."""
     info = model.course_info
-    print(f"No stored references for {info.display_name} [{key}]: building them once from the "
-          "course solutions (this runs the model)...", flush=True)
+    print(f"No stored references of {chapter} for {info.display_name} [{key}]: building them once "
+          "from the course solutions (every case, on this model)...", flush=True)
     command = [sys.executable, "-m", "autograder", "build", "--model", info.name,
-               "--chapter", chapter]
-    subprocess.run(command, check=True)
+               "--chapter", chapter, "--progress-lines"]
+    with tempfile.TemporaryFile("w+") as errors, tqdm(desc="building references", unit="run") as bar:
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True) as process:
+            for line in process.stdout:
+                if line.startswith(BUILD_PROGRESS):
+                    done, total, *exercise = line.split()[1:]
+                    bar.total = int(total)
+                    bar.update(int(done) - bar.n)
+                    bar.set_postfix_str(" ".join(exercise))
+                else:
+                    bar.write(line.rstrip())
+        if process.returncode:
+            errors.seek(0)
+            raise RuntimeError(f"Building the references of {chapter} for {info.name} failed:\n"
+                               + errors.read()[-3000:])
     path = locate(chapter, key)
     if path is None:
         raise FileNotFoundError(f"Built references for {info.name}, but not for this model's "

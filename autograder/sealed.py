@@ -559,7 +559,7 @@ def _judge(exercise_id: str, parts: list, scratch: Path, device: str, model_name
             entry = record.get(label, {"kind": "error", "message": "no answer was recorded"})
             case_device = device if any(a.kind == "model" for a in case.arguments.values()) else "cpu"
             problem = _device_problem(entry, case_device) or judge(
-                _outcome(entry, label, tensors), exercise, case, "cpu")
+                _outcome(entry, label, tensors, case), exercise, case, "cpu")
             if problem and model not in (None, model_name):
                 problem = (f"on the grader's second model {model} ({DISPLAY_NAMES[model]}): "
                            f"{problem}. Your function must work for any model: read sizes "
@@ -573,8 +573,8 @@ def _judge(exercise_id: str, parts: list, scratch: Path, device: str, model_name
                                           "graded by the sealed grader)")
 
 
-def _outcome(entry: dict, label: str, tensors: dict) -> Outcome:
-    side_effect = entry.get("side_effect")
+def _outcome(entry: dict, label: str, tensors: dict, case) -> Outcome:
+    side_effect = entry.get("side_effect") or _changed_arguments(label, tensors, case)
     kind = entry["kind"]
     if kind == "error":
         return Outcome(error=entry["message"], side_effect=side_effect)
@@ -588,6 +588,27 @@ def _outcome(entry: dict, label: str, tensors: dict) -> Outcome:
     else:
         answer = _Named(entry["type"])
     return Outcome(answer, side_effect=side_effect)
+
+
+def _changed_arguments(label: str, tensors: dict, case) -> str | None:
+    """The tensor arguments the call left changed, compared here with the case's own (the
+    worker's watch runs beside the student's code, which can switch it off)."""
+    originals = {}
+    for name, argument in case.arguments.items():
+        if argument.kind == "tensor":
+            originals[name] = argument.value
+        elif argument.kind == "record":
+            originals.update((f"{name}.{f}", t) for f, t in argument.value["fields"].items())
+    changed = [name for name, original in originals.items()
+               if f"{label}/argument/{name}" in tensors
+               and not _same(tensors[f"{label}/argument/{name}"], original)]
+    return (f"left its argument `{changed[0]}` changed (the grader compared it after the "
+            "call): work on a copy, e.g. x * 2 rather than x.mul_(2)") if changed else None
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.isnan(), b.isnan()) and torch.equal(
+        a.nan_to_num(), b.nan_to_num())
 
 
 def _Named(type_name: str):

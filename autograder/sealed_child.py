@@ -274,7 +274,12 @@ def _grade_exercise(exercise_id: str, plan: dict, namespace: dict, models: dict,
     from .running import run_case
 
     function = namespace.get(exercise_id)
-    record, answers = {}, {}
+    record, answers, given = {}, {}, {}
+
+    def called(**kwargs):  # keeps the arguments, so the grader can see what the call left in them
+        given.update(kwargs)
+        return function(**kwargs)
+
     for n, (exercises, model_name) in enumerate(case_sets):
         if exercise_id not in exercises:
             continue
@@ -285,8 +290,11 @@ def _grade_exercise(exercise_id: str, plan: dict, namespace: dict, models: dict,
                 record[label] = {"kind": "error", "message": f"no function called "
                                  f"`{exercise_id}` is defined in your notebook{raised}"}
                 continue
-            outcome = run_case(function, case, models.get(model_name), caches={})
+            given.clear()
+            outcome = run_case(called, case, models.get(model_name), caches={})
             record[label] = _describe(outcome, label, answers, torch)
+            for name, tensor in _tensor_arguments(given, torch):
+                _store(tensor, f"{label}/argument/{name}", answers, torch)
             if outcome.side_effect and "weights" in outcome.side_effect:
                 models[model_name].load_state_dict(models[model_name].course_weights)
     results = Path(plan["results"])
@@ -346,6 +354,15 @@ def _describe(outcome, label: str, answers: dict, torch) -> dict:
     else:
         record.update(kind="other", type=type(answer).__name__)
     return record
+
+
+def _tensor_arguments(kwargs: dict, torch):
+    """(name, tensor) for the tensor arguments and the tensors in records ("clean.tokens")."""
+    for name, value in kwargs.items():
+        if isinstance(value, torch.Tensor):
+            yield name, value
+        elif isinstance(value, tuple) and hasattr(value, "_fields"):
+            yield from ((f"{name}.{f}", t) for f, t in zip(value._fields, value) if isinstance(t, torch.Tensor))
 
 
 def _store(tensor, name: str, answers: dict, torch) -> dict:

@@ -1,8 +1,8 @@
 """Print the course's speed numbers (not a test: nothing here can fail on a slow machine).
 
     python benchmarks/run.py            # all
-    python benchmarks/run.py checks     # one group: checks, loading, grading, ablation, patching,
-                                        # sae, discovery, truth
+    python benchmarks/run.py checks     # one group: checks, first-check, loading, grading,
+                                        # ablation, patching, sae, discovery, truth
 """
 
 import os
@@ -71,6 +71,22 @@ def bench_loading():
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code.format("gpt2-small")], env=env, capture_output=True)
     print(f"gpt2-small without the Hub fails after {time.perf_counter() - start:.1f} s")
+
+
+def bench_first_check():
+    """What a chapter's first check costs where no references are stored for the model (GPT-2
+    small on a fresh runtime, unless the published wheel carries them): the builder's process,
+    timed per chapter on gpt2-test (GPT-2 small's shape, random weights; BENCH_MODEL for
+    another), model load included."""
+    from autograder.authoring import registry
+
+    model = os.environ.get("BENCH_MODEL", "gpt2-test")
+    print(f"first check's reference build on {model}, per chapter (a fresh process each):")
+    for chapter in registry.chapters():
+        with tempfile.TemporaryDirectory() as out:
+            seconds = timed_run([sys.executable, "-m", "autograder", "build", "--model", model,
+                                 "--chapter", chapter, "--out", out], cwd=ROOT)
+        print(f"  {chapter:14s} {seconds:6.1f} s")
 
 
 def bench_grading():
@@ -406,9 +422,9 @@ def bench_truth():
               f"{float((margin > 0).float().mean()):.2f} of the items it knows")
 
 
-GROUPS = {"checks": bench_checks, "loading": bench_loading, "grading": bench_grading,
-          "ablation": bench_ablation, "patching": bench_patching, "sae": bench_sae,
-          "discovery": bench_discovery, "truth": bench_truth}
+GROUPS = {"checks": bench_checks, "first-check": bench_first_check, "loading": bench_loading,
+          "grading": bench_grading, "ablation": bench_ablation, "patching": bench_patching,
+          "sae": bench_sae, "discovery": bench_discovery, "truth": bench_truth}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or GROUPS:

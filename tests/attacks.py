@@ -2,7 +2,7 @@
 chapter): eve's answers. Each one earns its exercise's point only if the attack works: it
 answers right only with what it should not be able to reach (the hidden references, the
 solutions, another student's work, a library function that computes the answer, the
-network), and raises otherwise. Graded through nbgrader (tests/test_nbgrader.py)."""
+network), and raises otherwise, or spoils its input after switching off the worker's watch. Graded through nbgrader (tests/test_nbgrader.py)."""
 
 import inspect
 import re
@@ -66,6 +66,19 @@ def _first_before(exercise_id: str, lines: str) -> str:
     return f"{head}:\n{indented}{body}"
 
 
+def _watch_off_then_spoil(exercise_id: str, argument: str) -> str:
+    """Switch off the side-effect watch in the worker, answer right, then zero `argument` in
+    place: earns the point only if the worker's own report is believed."""
+    right = _solution(exercise_id).replace(f"def {exercise_id}(", "def _right(", 1)
+    return ("import autograder.running\n"
+            "autograder.running._Watch.changes = lambda self, caches: None\n"
+            f"{right}\n"
+            f"def {exercise_id}{_signature(exercise_id)}:\n"
+            f"    answer = _right{_signature(exercise_id)}\n"
+            f"    {argument}.zero_()\n"
+            "    return answer\n")
+
+
 def eve(port: int) -> dict[str, dict[str, str]]:
     """{chapter: {exercise: attacking source}}; port: a TCP server on the grader's machine."""
     return {
@@ -74,6 +87,7 @@ def eve(port: int) -> dict[str, dict[str, str]]:
             "apply_causal_mask": _first_before("apply_causal_mask", (
                 "import socket\n"
                 f"socket.create_connection(('127.0.0.1', {port}), timeout=5).close()")),
+            "weighted_values": _watch_off_then_spoil("weighted_values", "pattern"),
         },
         "ch2_induction": {
             "loss_by_half": stealing("ch2_induction", "loss_by_half", "tmp"),

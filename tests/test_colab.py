@@ -36,7 +36,7 @@ def colab(tmp_path_factory):
     course's wheel."""
     root = tmp_path_factory.mktemp("colab")
     # What `make dist` runs: the course as a wheel, committed references included.
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", root / "dist", ROOT)
+    run(sys.executable, "-m", "autograder", "wheel", "--out", root / "dist", cwd=ROOT)
     wheel = next((root / "dist").glob("reading_attention_heads-*.whl"))
     run(sys.executable, "-m", "venv", root / "runtime")
     python = root / "runtime" / "bin" / "python"

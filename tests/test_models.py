@@ -4,6 +4,7 @@ without the Hub."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -121,6 +122,9 @@ def test_gpt2_small_loads_by_name_and_builds_references_on_first_use(gpt2_test, 
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"INFO gpt2-small {gpt2_test.course_info.fingerprint} 12 12" in result.stdout
     assert result.stdout.count("building them once") == 1
+    # the build's progress, exercise by exercise, to the end (tqdm, with its time estimate)
+    bars = re.findall(r"building references: *(\d+)%\|[^|]*\| (\d+)/(\d+) \[[^<]*<[^,]*,", result.stderr)
+    assert bars and bars[-1][0] == "100" and bars[-1][1] == bars[-1][2], result.stderr[-2000:]
     built = tmp_path / "cache" / "references" / "ch1_attention"
     assert result.stdout.count("passed (visible case; references: gpt2-small-") == 2
     assert str(built) in result.stdout

@@ -26,26 +26,31 @@ def case_seed(chapter: str, exercise: Exercise, seed: int | None) -> int:
 
 
 def build(chapter: str, model=None, *, seed: int | None = None,
-          stored: ReferenceSet | None = None) -> ReferenceSet:
+          stored: ReferenceSet | None = None, progress=None) -> ReferenceSet:
     """Run the solutions (and mistakes) of one chapter: pure exercises if model is None.
 
     seed: draw other cases than the published ones (an instructor's hidden references).
     stored: recompute the outputs on this reference set's own cases instead of drawing them.
+    progress: called as progress(runs done, runs in all, exercise id) before each exercise
+        and at the end; a run is one call of a solution or a mistake on one case.
     """
+    chosen = [e for e in registry.exercises(chapter) if e.needs_model == (model is not None)]
+    drawn = {e.id: [c.arguments for c in stored.exercises[e.id].cases] if stored is not None
+             else draw_cases(chapter, e, model, seed) for e in chosen}
+    total, done = sum(len(drawn[e.id]) * (1 + len(e.mistakes)) for e in chosen), 0
     exercises = {}
-    for exercise in registry.exercises(chapter):
-        if exercise.needs_model != (model is not None):
-            continue
-        if stored is not None:
-            arguments = [c.arguments for c in stored.exercises[exercise.id].cases]
-        else:
-            arguments = draw_cases(chapter, exercise, model, seed)
+    for exercise in chosen:
+        if progress:
+            progress(done, total, exercise.id)
         exercises[exercise.id] = ExerciseReferences(
             exercise.id, exercise.inputs, {n: list(d) for n, d in exercise.outputs.items()},
             exercise.atol, exercise.rtol, {}, [], exercise.points)
-        for case_arguments in arguments:
+        for case_arguments in drawn[exercise.id]:
             exercises[exercise.id].cases.append(build_case(exercise, case_arguments, model,
                                                       exercises[exercise.id].mistake_messages))
+            done += 1 + len(exercise.mistakes)
+    if progress:
+        progress(done, total, "")
     sources = {"model": _model_entry(model)} if model is not None else {}
     versions = {p: version(p) for p in ("torch", "transformers", "transformer_lens")}
     key = reference_key({"model": model} if model is not None else {})

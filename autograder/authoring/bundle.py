@@ -11,8 +11,7 @@ import zipfile
 from pathlib import Path
 
 from ..sealed import SECOND_MODELS, GradingError, graded_models, hidden_references
-
-ROOT = Path(__file__).resolve().parents[2]
+from .edition import copy_course
 
 SETUP = """#!/usr/bin/env bash
 # Gradescope runs this once when it builds the autograder image.
@@ -47,12 +46,7 @@ def make_bundle(out: Path, chapter: str, model: str, hidden_dir: Path,
     hidden = sorted((hidden_dir / chapter).glob("*"))
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch)
-        course = source / "course"
-        for package in ("autograder", "readheads"):
-            shutil.copytree(ROOT / package, course / package,
-                            ignore=shutil.ignore_patterns("__pycache__", "authoring"))
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy(ROOT / name, course / name)
+        copy_course(source / "course")
         for path in hidden:
             (source / "hidden_references" / chapter).mkdir(parents=True, exist_ok=True)
             shutil.copy(path, source / "hidden_references" / chapter / path.name)

@@ -17,6 +17,12 @@
                                            model exercises also on --second-models (gqa-test)
     python -m autograder gradescope --assignment A --hidden DIR --out autograder.zip
                                            a Gradescope autograder bundle for assignment A
+    python -m autograder wheel --out DIR [--with-gpt2-small] [--references R] [--without-solutions]
+                                           the course as a wheel, with GPT-2 small's
+                                           references (built here: needs the Hub) or those
+                                           in R added; without solutions, for credit
+    python -m autograder student-book --out DIR
+                                           the book with each exercise shown as its stub
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ import argparse
 import json
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
+from tqdm import tqdm
+
 from .. import references
+from ..check import BUILD_PROGRESS
 from ..sealed import SECOND_MODELS
 from . import notebooks, registry
 from .build import build
@@ -54,8 +64,11 @@ def rebuild_committed(chapters) -> None:
             print("wrote", build(chapter, model).save(references.COMMITTED_DIR / chapter))
 
 
-def build_references(model_names, out: Path | None, chapters, seed: int | None = None) -> None:
-    """References for each model in `out` (default: the user cache); pure ones too with out."""
+def build_references(model_names, out: Path | None, chapters, seed: int | None = None,
+                     lines: bool = False) -> None:
+    """References for each model in `out` (default: the user cache); pure ones too with out.
+    A progress bar on stderr for each model set, or with `lines`, progress lines on stdout
+    for the process that started this one (`autograder.check` draws the bar)."""
     from readheads import load_model
 
     directory = out or references.cache_dir() / "references"
@@ -68,13 +81,44 @@ def build_references(model_names, out: Path | None, chapters, seed: int | None =
     for name in model_names:
         model = load_model(name, device="cpu")
         for chapter in chapters:
-            _timed_build(directory / chapter, chapter, model, seed=seed)
+            _timed_build(directory / chapter, chapter, model, seed=seed, lines=lines)
 
 
-def _timed_build(directory: Path, chapter: str, model=None, seed: int | None = None) -> None:
+def _timed_build(directory: Path, chapter: str, model=None, seed: int | None = None,
+                 lines: bool = False) -> None:
     started = time.perf_counter()
-    path = build(chapter, model, seed=seed).save(directory)
+    if model is None:
+        path = build(chapter, seed=seed).save(directory)
+    elif lines:
+        path = build(chapter, model, seed=seed, progress=_progress_line).save(directory)
+    else:
+        with tqdm(desc=f"{chapter} on {model.course_info.name}", unit="run", leave=False) as bar:
+            path = build(chapter, model, seed=seed, progress=partial(_advance, bar)).save(directory)
     print(f"wrote {path} ({time.perf_counter() - started:.1f} s)", flush=True)
+
+
+def _progress_line(done: int, total: int, exercise_id: str) -> None:
+    print(f"{BUILD_PROGRESS} {done} {total} {exercise_id}", flush=True)
+
+
+def _advance(bar, done: int, total: int, exercise_id: str) -> None:
+    bar.total = total
+    bar.update(done - bar.n)
+    bar.set_postfix_str(exercise_id)
+
+
+def _wheel(args) -> int:
+    import tempfile
+
+    from .edition import course_wheel
+
+    with tempfile.TemporaryDirectory(prefix="gpt2-small-references-") as built:
+        added = list(args.references)
+        if args.with_gpt2_small:
+            build_references(["gpt2-small"], Path(built), registry.chapters())
+            added.append(Path(built))
+        print("wrote", course_wheel(args.out, added, solutions=not args.without_solutions))
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -90,6 +134,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--chapter", action="append", choices=registry.chapters(),
                        help="only this chapter (default: all)")
     build.add_argument("--seed", type=int, help="draw other cases than the published ones")
+    build.add_argument("--progress-lines", action="store_true", help=argparse.SUPPRESS)
     verify = sub.add_parser("verify", help="check generated notebooks and references are in sync")
     verify.add_argument("--all", action="store_true", help="recompute every reference set")
     verify.add_argument("--sample", type=int, default=2,
@@ -108,6 +153,16 @@ def parser() -> argparse.ArgumentParser:
     bundle.add_argument("--assignment", required=True, choices=registry.chapters())
     _grader_options(bundle)
     bundle.add_argument("--out", type=Path, default=Path("autograder.zip"))
+    wheel = sub.add_parser("wheel", help="the course as a wheel, to host for pip install")
+    wheel.add_argument("--out", type=Path, default=Path("dist"))
+    wheel.add_argument("--with-gpt2-small", action="store_true",
+                       help="build GPT-2 small's references (downloads it) and add them")
+    wheel.add_argument("--references", type=Path, action="append", default=[],
+                       help="add the reference sets in this folder (written by `build --out`)")
+    wheel.add_argument("--without-solutions", action="store_true",
+                       help="leave out the solutions and the authoring tools (graded courses)")
+    book = sub.add_parser("student-book", help="the book with exercises shown as stubs")
+    book.add_argument("--out", type=Path, default=Path("dist-student/book"))
     return parser
 
 
@@ -151,10 +206,18 @@ def main(argv=None) -> int:
         print("wrote", make_bundle(args.out, args.assignment, args.model, args.hidden,
                                   args.second_models, args.allow_unisolated))
         return 0
+    if args.command == "wheel":
+        return _wheel(args)
+    if args.command == "student-book":
+        from .edition import student_book
+
+        print("wrote", student_book(args.out), f"(build it: jupyter-book build {args.out})")
+        return 0
     if args.command == "build":
         if args.seed is not None and args.out is None:
             raise SystemExit("--seed builds hidden references: give --out DIR for them")
-        build_references(args.model, args.out, args.chapter or registry.chapters(), args.seed)
+        build_references(args.model, args.out, args.chapter or registry.chapters(), args.seed,
+                         args.progress_lines)
         return 0
     stale = [p for c in registry.chapters() for p in notebooks.out_of_sync(ROOT, c)]
     stale += notebooks.book_index_out_of_sync(ROOT)
