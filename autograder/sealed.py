@@ -48,7 +48,7 @@ PACKAGE_DIRS = [Path(__file__).resolve().parent,
 MODEL_LOAD_TIMEOUT = 600.0
 # Model exercises are graded on these too: sizes unlike any course model's (4 layers, 8 query
 # heads in 2 groups of 4), so an answer that hard-codes its notebook model's sizes fails.
-SECOND_MODELS = ("gqa-test",)
+SECOND_MODELS = ("gqa-test", "gpt2-mini-test")
 
 
 class GradingError(RuntimeError):
@@ -195,7 +195,8 @@ def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str
     model_names = graded_models(model_name, second_models) if needs_model else ()
     sets = [s for chapter in sorted(chapters)
             for s in hidden_references(chapter, model_names, hidden_dir)]
-    sets.sort(key=lambda s: _model_of(s) not in (None, model_name))  # the second models last
+    order = {None: -1, **{m: i for i, m in enumerate(model_names)}}  # the notebook's model first,
+    sets.sort(key=lambda s: order[_model_of(s)])  # then the second ones in the order given
     parts = {}  # exercise id -> [(index of its reference set, its references, model name)]
     for n, refs in enumerate(sets):
         for exercise_id, exercise in refs.exercises.items():

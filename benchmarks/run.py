@@ -107,7 +107,7 @@ def bench_grading():
         nbgrader = [sys.executable, "-m", "nbgrader"]
         timed_run(nbgrader + ["generate_assignment", chapter], cwd=course, env=env)
         timed_run([sys.executable, "-m", "autograder", "build", "--model", "smollm2-135m",
-                   "--model", "gqa-test", "--seed", "1", "--chapter", chapter,
+                   "--model", "gqa-test", "--model", "gpt2-mini-test", "--seed", "1", "--chapter", chapter,
                    "--out", str(course / "hidden_references")], env=env)
         students = [f"student{i}" for i in range(6)]
         for student in students:

@@ -2,7 +2,7 @@
 
     python benchmarks/sealed_grading.py --baseline ff3bbd3 ch1_attention ch3_circuits
 
-For each chapter it builds hidden references (seed 7, the offline model and gqa-test) once,
+For each chapter it builds hidden references (seed 7, the offline model and the second models) once,
 then grades the chapter's solutions, written out as a student's notebook, with the grader of
 the baseline commit (a git worktree, in a subprocess) and with this one, alternating, and
 prints each time and the ratio. Every grading run starts a fresh process, so each includes
@@ -69,7 +69,7 @@ def main() -> None:
             for chapter in args.chapters:
                 hidden = scratch / "hidden"
                 subprocess.run([sys.executable, "-m", "autograder", "build", "--model", "smollm2-135m",
-                                "--model", "gqa-test", "--chapter", chapter, "--seed", "7",
+                                "--model", "gqa-test", "--model", "gpt2-mini-test", "--chapter", chapter, "--seed", "7",
                                 "--out", str(hidden)], cwd=ROOT, check=True, capture_output=True)
                 notebook = solution_notebook(chapter, scratch / f"{chapter}.ipynb")
                 before, now = [], []

@@ -7,9 +7,10 @@ autograded/, feedback/ (made by nbgrader as you grade).
 Autograding uses the course's sealed grader instead of running the notebook in a kernel: the
 answers run in a separate worker with a time limit per exercise, against hidden references
 that only the grader reads (README, "Graded mode"); model exercises are graded on a second
-model too (`second_models`, default gqa-test). Build those references once, with a seed only
-you know:
-    python -m autograder build --model smollm2-135m --model gqa-test --seed SEED --out hidden_references
+model too (`second_models`, default gqa-test and gpt2-mini-test). Build those references once,
+with a seed only you know:
+    python -m autograder build --model smollm2-135m --model gqa-test --model gpt2-mini-test \
+        --seed SEED --out hidden_references
 """
 
 import os

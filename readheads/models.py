@@ -13,8 +13,13 @@ LayerNorm folded into the following weights, weights centred):
                    loaded over it (a file of those alone): real QK/OV circuits and
                    composition scores, meaningless outputs.
 - ``gqa-test``     a small Llama-family model with SmolLM2's tokenizer and random (seeded)
-                   weights, 4 layers of 8 query heads sharing 2 key/value heads: the sealed
-                   grader's second model, which catches answers that fit only one model's sizes.
+                   weights, 4 layers of 8 query heads sharing 2 key/value heads: one of the
+                   sealed grader's second models, which catch answers that fit only one
+                   model's sizes.
+- ``gpt2-mini-test`` a small GPT-2 (4 layers of 8 heads, width 128) with GPT-2's tokenizer and
+                   random (seeded) weights, biases and LayerNorm scales included: the other
+                   second model, which grades GPT-2's features (biases, LayerNorm, learned
+                   positions) that SmolLM2 and gqa-test do not have.
 
 Pick one per run with ``load_model(name)``, or the ``COURSE_MODEL`` environment variable.
 ``auto`` tries GPT-2 small and falls back to the offline model, loudly.
@@ -51,6 +56,8 @@ DISPLAY_NAMES = {
                       "(for weight-only analyses: outputs are meaningless)",
     "gqa-test": "small Llama-family model with RANDOM weights, 4 layers of 8 query heads over "
                 "2 key/value heads: the grader's test model, outputs are meaningless",
+    "gpt2-mini-test": "small GPT-2 with RANDOM weights and biases, 4 layers of 8 heads: the "
+                      "grader's test model, outputs are meaningless",
 }
 MODEL_NAMES = tuple(DISPLAY_NAMES)
 
@@ -131,6 +138,7 @@ def checkpoint(name: str) -> tuple[str, str]:
         "gpt2-test": _gpt2_test_checkpoint,
         "gpt2-attention": _gpt2_attention_checkpoint,
         "gqa-test": _gqa_test_checkpoint,
+        "gpt2-mini-test": _gpt2_mini_test_checkpoint,
     }[name]()
 
 
@@ -258,19 +266,40 @@ def _gpt2_test_checkpoint() -> tuple[str, str]:
     return str(target), "GPT-2 config and tokenizer, random weights (uniform, seed 0)"
 
 
-def _randomise_portably(model, seed: int, std: float) -> None:
+def _randomise_portably(model, seed: int, std: float, vectors: bool = False) -> None:
     """Give every weight matrix seeded uniform values with standard deviation `std`, the same
     bits on every CPU. (torch's normal draws round differently on its AVX-512, AVX2 and plain
     vector paths; integer draws, an exact int-to-float conversion and one multiplication do
-    not.) Biases and LayerNorm parameters keep their constant initial values."""
+    not.) Biases and LayerNorm parameters keep their constant initial values, unless
+    `vectors`: then they get draws too (LayerNorm scales around 1)."""
     generator = torch.Generator().manual_seed(seed)
     half_range = 2**23  # integers below 2**24 convert to float32 exactly
     scale = std * 3**0.5 / half_range  # uniform on [-a, a) has standard deviation a / sqrt(3)
     with torch.no_grad():
-        for _, parameter in sorted(model.named_parameters()):
-            if parameter.dim() >= 2:
+        for name, parameter in sorted(model.named_parameters()):
+            if parameter.dim() >= 2 or vectors:
                 draws = torch.randint(-half_range, half_range, parameter.shape, generator=generator)
-                parameter.copy_(draws.to(torch.float32) * scale)
+                base = 1.0 if ".ln_" in name and name.endswith(".weight") else 0.0
+                parameter.copy_(base + draws.to(torch.float32) * scale)
+
+
+GPT2_MINI_TEST_SIZES = dict(n_layer=4, n_embd=128, n_head=8)
+
+
+def _gpt2_mini_test_checkpoint() -> tuple[str, str]:
+    """A GPT-2 sized unlike GPT-2 small, with biases and LayerNorm scales drawn at random, so
+    that an answer which leaves out a bias or a LayerNorm, or hard-codes a size, fails on it.
+    Built from gpt2-test's tokenizer, weights seeded."""
+    base, _ = _gpt2_test_checkpoint()
+    sizes = "-".join(str(v) for v in GPT2_MINI_TEST_SIZES.values())
+    target = cache_dir() / "models" / f"gpt2-mini-test-uniform-seed0-{sizes}-on-{Path(base).name}"
+    if not (target / "config.json").is_file():
+        from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+        model = GPT2LMHeadModel(GPT2Config(**GPT2_MINI_TEST_SIZES))
+        _randomise_portably(model, seed=0, std=0.02, vectors=True)
+        _save_atomically(target, model, AutoTokenizer.from_pretrained(base))
+    return str(target), "GPT-2's tokenizer and config at other sizes, random weights and biases (uniform, seed 0)"
 
 
 def _gpt2_attention_checkpoint() -> tuple[str, str]:

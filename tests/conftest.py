@@ -119,7 +119,7 @@ def gpt2_attention(gpt2_test):
 @pytest.fixture(scope="session")
 def hidden_references(tmp_path_factory):
     """hidden_references(model, chapters): a folder holding the instructor's hidden references
-    for `chapters` (default: all; seed SEED, on `model` and the grader's second model), built
+    for `chapters` (default: all; seed SEED, on `model` and the grader's second models), built
     once per test run and arguments with the instructor's command (one process: each model
     loads once). Copy it before grading into it."""
     import subprocess
@@ -128,6 +128,7 @@ def hidden_references(tmp_path_factory):
 
     from autograder.authoring import registry
     from autograder.authoring.notebooks import tool_env
+    from autograder.sealed import graded_models
 
     built = {}
 
@@ -135,8 +136,8 @@ def hidden_references(tmp_path_factory):
         chapters = tuple(chapters) or tuple(registry.chapters())
         if (model, chapters) not in built:
             out = tmp_path_factory.mktemp("hidden") / "hidden_references"
-            command = [sys.executable, "-m", "autograder", "build", "--model", model,
-                       "--model", "gqa-test", "--seed", str(SEED), "--out", str(out)]
+            command = [sys.executable, "-m", "autograder", "build", "--seed", str(SEED), "--out", str(out)]
+            command += [argument for name in graded_models(model) for argument in ("--model", name)]
             command += [argument for chapter in chapters for argument in ("--chapter", chapter)]
             started = time.monotonic()
             result = subprocess.run(command, cwd=ROOT, env=tool_env(), capture_output=True,

@@ -131,6 +131,32 @@ def test_gpt2_small_loads_by_name_and_builds_references_on_first_use(gpt2_test, 
     assert len(list(built.glob("gpt2-small-*.safetensors"))) == 1
 
 
+def test_the_gpt2_second_model_grades_what_only_gpt2_has(smollm2, tmp_path, monkeypatch):
+    """gpt2-mini-test has GPT-2's attention output bias, drawn at random: an answer that
+    negates it passes on SmolLM2 (which has none) and fails on gpt2-mini-test."""
+    import solutions.ch1_attention as ch1
+    from autograder.authoring.build import build
+    from autograder.check import evaluate
+
+    model = load_model("gpt2-mini-test", device="cpu", quiet=True)
+    assert (model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_model) == (4, 8, 128)
+    assert model.cfg.d_vocab == 50257  # GPT-2's tokenizer
+    assert float(model.blocks[0].attn.b_O.abs().max()) > 0.01
+    build("ch1_attention", model, seed=3).save(tmp_path / "ch1_attention")
+    monkeypatch.setenv("COURSE_REFERENCES_DIR", str(tmp_path))
+
+    def negated_bias(model, cache, layer):
+        bias = model.blocks[layer].attn.b_O
+        output = ch1.layer_attention_output(model, cache, layer)
+        return output if bias is None else output - 2 * bias
+
+    def graded(function, on):
+        return evaluate("layer_attention_output", function=function, model=on, hidden=True).passed
+
+    assert graded(negated_bias, smollm2) and graded(ch1.layer_attention_output, model)
+    assert not graded(negated_bias, model)
+
+
 def test_grader_second_model_has_other_sizes_and_the_same_weights_on_every_vector_path(smollm2, tmp_path):
     """gqa-test groups its query heads unlike SmolLM2 (so hard-coded groups fail on it), and
     its fingerprint, which picks the hidden references, must not depend on how a CPU rounds."""

@@ -14,7 +14,7 @@
     python -m autograder grade SUBMITTED --assignment A --hidden DIR [--jobs N]
                                            grade a class with the sealed grader: nbgrader's
                                            SUBMITTED/<student>/A/*.ipynb -> a gradebook CSV;
-                                           model exercises also on --second-models (gqa-test)
+                                           model exercises also on --second-models (gqa-test, gpt2-mini-test)
     python -m autograder gradescope --assignment A --hidden DIR --out autograder.zip
                                            a Gradescope autograder bundle for assignment A
     python -m autograder wheel --out DIR [--with-gpt2-small] [--references R] [--without-solutions]
