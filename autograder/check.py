@@ -133,9 +133,7 @@ def _build_in_subprocess(chapter: str, model, key: str):
             for line in process.stdout:
                 if line.startswith(BUILD_PROGRESS):
                     done, total, *exercise = line.split()[1:]
-                    bar.total = int(total)
-                    bar.update(int(done) - bar.n)
-                    bar.set_postfix_str(" ".join(exercise))
+                    advance(bar, int(done), int(total), " ".join(exercise))
                 else:
                     bar.write(line.rstrip())
         if process.returncode:
@@ -147,6 +145,13 @@ def _build_in_subprocess(chapter: str, model, key: str):
         raise FileNotFoundError(f"Built references for {info.name}, but not for this model's "
                                 f"weights [{key}]: was it loaded with load_model({info.name!r})?")
     return path
+
+
+def advance(bar, done: int, total: int, exercise_id: str) -> None:
+    """Move a tqdm bar to `done` of `total` runs, naming the exercise being built."""
+    bar.total = total
+    bar.update(done - bar.n)
+    bar.set_postfix_str(exercise_id)
 
 
 def _find_function(name: str):

@@ -271,7 +271,7 @@ def _grade_exercise(exercise_id: str, plan: dict, namespace: dict, models: dict,
     import torch
     from safetensors.torch import save_file
 
-    from .running import run_case
+    from .running import _tensors, run_case
 
     function = namespace.get(exercise_id)
     record, answers, given = {}, {}, {}
@@ -293,7 +293,7 @@ def _grade_exercise(exercise_id: str, plan: dict, namespace: dict, models: dict,
             given.clear()
             outcome = run_case(called, case, models.get(model_name), caches={})
             record[label] = _describe(outcome, label, answers, torch)
-            for name, tensor in _tensor_arguments(given, torch):
+            for name, tensor in _tensors(given):
                 _store(tensor, f"{label}/argument/{name}", answers, torch)
             if outcome.side_effect and "weights" in outcome.side_effect:
                 models[model_name].load_state_dict(models[model_name].course_weights)
@@ -354,15 +354,6 @@ def _describe(outcome, label: str, answers: dict, torch) -> dict:
     else:
         record.update(kind="other", type=type(answer).__name__)
     return record
-
-
-def _tensor_arguments(kwargs: dict, torch):
-    """(name, tensor) for the tensor arguments and the tensors in records ("clean.tokens")."""
-    for name, value in kwargs.items():
-        if isinstance(value, torch.Tensor):
-            yield name, value
-        elif isinstance(value, tuple) and hasattr(value, "_fields"):
-            yield from ((f"{name}.{f}", t) for f, t in zip(value._fields, value) if isinstance(t, torch.Tensor))
 
 
 def _store(tensor, name: str, answers: dict, torch) -> dict:

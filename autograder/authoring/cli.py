@@ -37,7 +37,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import references
-from ..check import BUILD_PROGRESS
+from ..check import BUILD_PROGRESS, advance
 from ..sealed import SECOND_MODELS
 from . import notebooks, registry
 from .build import build
@@ -93,18 +93,12 @@ def _timed_build(directory: Path, chapter: str, model=None, seed: int | None = N
         path = build(chapter, model, seed=seed, progress=_progress_line).save(directory)
     else:
         with tqdm(desc=f"{chapter} on {model.course_info.name}", unit="run", leave=False) as bar:
-            path = build(chapter, model, seed=seed, progress=partial(_advance, bar)).save(directory)
+            path = build(chapter, model, seed=seed, progress=partial(advance, bar)).save(directory)
     print(f"wrote {path} ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
 def _progress_line(done: int, total: int, exercise_id: str) -> None:
     print(f"{BUILD_PROGRESS} {done} {total} {exercise_id}", flush=True)
-
-
-def _advance(bar, done: int, total: int, exercise_id: str) -> None:
-    bar.total = total
-    bar.update(done - bar.n)
-    bar.set_postfix_str(exercise_id)
 
 
 def _wheel(args) -> int:
