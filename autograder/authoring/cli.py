@@ -23,6 +23,9 @@
                                            in R added; without solutions, for credit
     python -m autograder student-book --out DIR
                                            the book with each exercise shown as its stub
+    python -m autograder mutants --chapter C [--exercise E]
+                                           mutation-test the checks: which small bugs in the
+                                           solutions pass every case (authoring/mutants.py)
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from .sync import references_out_of_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_MODELS = ("smollm2-135m", "gpt2-test")
+MUTATION_SCORE_GOAL = 0.99
 
 
 def rebuild_committed(chapters) -> None:
@@ -157,6 +161,12 @@ def parser() -> argparse.ArgumentParser:
                        help="leave out the solutions and the authoring tools (graded courses)")
     book = sub.add_parser("student-book", help="the book with exercises shown as stubs")
     book.add_argument("--out", type=Path, default=Path("dist-student/book"))
+    mutants = sub.add_parser("mutants", help="mutation-test the checks of a chapter")
+    mutants.add_argument("--chapter", required=True, choices=registry.chapters())
+    mutants.add_argument("--exercise", action="append", default=[], help="only this exercise")
+    mutants.add_argument("--model", action="append",
+                         help="the models to run model exercises on (default: the grader's "
+                              "second models, then smollm2-135m)")
     return parser
 
 
@@ -207,6 +217,11 @@ def main(argv=None) -> int:
 
         print("wrote", student_book(args.out), f"(build it: jupyter-book build {args.out})")
         return 0
+    if args.command == "mutants":
+        from .mutants import MODELS, run, score
+
+        reports = run(args.chapter, args.exercise, args.model or MODELS)
+        return 0 if all(not r.stale for r in reports) and score(reports) >= MUTATION_SCORE_GOAL else 1
     if args.command == "build":
         if args.seed is not None and args.out is None:
             raise SystemExit("--seed builds hidden references: give --out DIR for them")

@@ -64,6 +64,9 @@ class Exercise:
         answered_by: the course library's functions that compute this answer (dotted names,
             e.g. "readheads.ioi.ioi_prompts"): the sealed grader's worker has them removed
             while this exercise's chapter is graded (later chapters may use them).
+        equivalent_mutants: mutants of the solution that no legal input tells apart from it,
+            {mutated line as `python -m autograder mutants` prints it: why} (see
+            authoring/mutants.py).
     """
 
     solution: Callable[..., Any]
@@ -76,6 +79,7 @@ class Exercise:
     needs_model: bool = False
     points: int = 1
     answered_by: tuple[str, ...] = ()
+    equivalent_mutants: dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
