@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `auto`: GPT-2 small when the Hub is reachable, else the offline model (pages say which).
 BOOK_MODEL ?= auto
 
-.PHONY: install book test test-fast generate verify verify-all bench dist dist-student clean
+.PHONY: install book test test-fast generate verify verify-all mutants bench dist dist-student clean
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ verify: install
 
 verify-all: install
 	$(BIN)/python -m autograder verify --all
+
+# Mutation testing of the checks (docs/testing.md); CHAPTER=ch4_saes for one chapter.
+mutants: install
+	$(BIN)/python -m autograder mutants $(if $(CHAPTER),--chapter $(CHAPTER))
 
 bench: install
 	$(BIN)/python benchmarks/run.py

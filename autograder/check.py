@@ -94,7 +94,14 @@ def evaluate(exercise_id: str, *, hidden: bool = False, function=None, **sources
     cases = (f"{len(indices)} hidden case{'s' * (len(indices) != 1)}" if hidden
              else "visible case")
     return CheckResult(exercise_id, True, f"✔ {exercise_id} passed ({cases}; references: "
-                                          f"{references.describe()})")
+                                          f"{references.describe()}; {tolerance_text(exercise)})")
+
+
+def tolerance_text(exercise) -> str:
+    """How close an answer must be: also what a bug smaller than that gets away with."""
+    if exercise.atol == exercise.rtol == 0:
+        return "exact answers"
+    return f"within atol={exercise.atol:g}, rtol={exercise.rtol:g}"
 
 
 def load_references(chapter: str, sources: dict) -> ReferenceSet:

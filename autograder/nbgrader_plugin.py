@@ -27,7 +27,9 @@ class SealedGrading(NbGraderPreprocessor):
     references_dir = Unicode("hidden_references", help="the instructor's hidden references "
                              "(python -m autograder build --seed ...)").tag(config=True)
     device = Unicode("", help="cpu or cuda (default: cuda when available)").tag(config=True)
-    check_timeout = Float(120.0, help="seconds for all cases of one exercise").tag(config=True)
+    check_timeout = Float(120.0, help="the least time limit of one exercise, all cases, in "
+                          "seconds (more where the solution is slow: ten times its time, "
+                          "scaled to this machine)").tag(config=True)
     cell_timeout = Float(60.0, help="seconds for each cell of the notebook").tag(config=True)
     allow_unisolated = Bool(False, help="grade even where workers cannot be sandboxed (no "
                             "bubblewrap): submissions could then read the hidden references; "

@@ -53,6 +53,7 @@ class Case:
     arguments: dict[str, Argument]
     expected: dict[str, torch.Tensor]  # by output name
     mistakes: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    seconds: float | None = None  # the solution's time on this case where it was built
 
 
 @dataclass
@@ -66,6 +67,12 @@ class ExerciseReferences:
     cases: list[Case]
     points: int = 1
 
+    @property
+    def solution_seconds(self) -> float | None:
+        """The solution's time on every case, where it was built (None: not recorded)."""
+        times = [c.seconds for c in self.cases]
+        return None if None in times else sum(times)
+
 
 @dataclass
 class ReferenceSet:
@@ -76,6 +83,7 @@ class ReferenceSet:
     exercises: dict[str, ExerciseReferences]
     path: Path | None = None  # where it was loaded from
     digest: str | None = None  # of everything the tensors depend on (authoring/digest.py)
+    probe_seconds: float | None = None  # timing.probe_seconds() where it was built
 
     def describe(self) -> str:
         """E.g. "smollm2-135m-5e2de176e604 (course package)"; a path if stored elsewhere."""
@@ -87,7 +95,8 @@ class ReferenceSet:
         exercises = {i: ExerciseReferences(e.id, e.description, e.outputs, e.atol, e.rtol, {},
                                            [Case(c.arguments, {}) for c in e.cases], e.points)
                      for i, e in self.exercises.items()}
-        return ReferenceSet(self.chapter, self.key, self.sources, self.versions, exercises)
+        return ReferenceSet(self.chapter, self.key, self.sources, self.versions, exercises,
+                            probe_seconds=self.probe_seconds)
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -101,6 +110,8 @@ class ReferenceSet:
                     "sha256": file_sha256(path)}
         if self.digest:
             manifest["digest"] = self.digest
+        if self.probe_seconds:
+            manifest["probe_seconds"] = round(self.probe_seconds, 6)
         path.with_suffix(".json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         return path
 
@@ -118,7 +129,8 @@ class ReferenceSet:
         exercises = {exercise_id: _exercise_from(exercise_id, entry, tensors)
                      for exercise_id, entry in manifest["exercises"].items()}
         return cls(manifest["chapter"], manifest["key"], manifest["sources"],
-                   manifest["versions"], exercises, path, manifest.get("digest"))
+                   manifest["versions"], exercises, path, manifest.get("digest"),
+                   manifest.get("probe_seconds"))
 
 
 def _exercise_entry(exercise: ExerciseReferences, tensors: dict) -> dict:
@@ -146,6 +158,8 @@ def _exercise_entry(exercise: ExerciseReferences, tensors: dict) -> dict:
             for output, tensor in outputs.items():
                 tensors[f"{prefix}/mistake/{mistake}/{output}"] = _owned(tensor)
         cases.append({"arguments": arguments, "mistakes": sorted(case.mistakes)})
+        if case.seconds is not None:
+            cases[-1]["seconds"] = round(case.seconds, 6)
     entry = {"description": exercise.description, "outputs": exercise.outputs,
              "atol": exercise.atol, "rtol": exercise.rtol, "points": exercise.points,
              "mistakes": exercise.mistake_messages, "cases": cases}
@@ -172,7 +186,7 @@ def _exercise_from(exercise_id: str, entry: dict, tensors: dict) -> ExerciseRefe
                     if f"{prefix}/expected/{o}" in tensors}
         mistakes = {m: {o: tensors[f"{prefix}/mistake/{m}/{o}"] for o in entry["outputs"]}
                     for m in case["mistakes"]}
-        cases.append(Case(arguments, expected, mistakes))
+        cases.append(Case(arguments, expected, mistakes, case.get("seconds")))
     outputs = {name: entry["outputs"][name] for name in entry.get("output_order", entry["outputs"])}
     return ExerciseReferences(exercise_id, entry["description"], outputs, entry["atol"],
                               entry["rtol"], entry["mistakes"], cases, entry.get("points", 1))

@@ -9,7 +9,8 @@ other student's work and no network. The worker runs the notebook's set-up code,
 student's answers and the definitions from cells they added, then calls each exercise's
 function (each in a fresh fork, on the CPU) on the grader's cases and saves the answers. The
 grader compares them here with the hidden references, which the worker never receives. Each
-exercise has a time limit; a worker that hangs, exits or crashes costs the exercise it was
+exercise has a time limit (`timing`: ten times the solution's time, scaled to this machine's
+speed now, at least `check_timeout`); a worker that hangs, exits or crashes costs the exercise it was
 running and is restarted for the rest. Before and after each notebook the grader checks the
 course package and the hidden references against copies taken when it started, and restores
 anything a submission rewrote (which only an unisolated worker can). See docs/grading.md.
@@ -37,8 +38,8 @@ from safetensors.torch import load_file
 
 from readheads.models import DISPLAY_NAMES
 
-from . import catalog, isolation
-from .check import CheckResult
+from . import catalog, isolation, timing
+from .check import CheckResult, tolerance_text
 from .compare import judge
 from .references import ReferenceSet
 from .running import Outcome
@@ -182,6 +183,7 @@ def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str
         ("added": only its imports and function/class definitions run). The chapter's
         set-up code (from the course's index, never from the notebook) runs first.
     second_models: model exercises pass only if they also pass these models' hidden cases.
+    check_timeout: the least time limit of an exercise, in seconds (see `timing`).
     threads: CPU threads for the worker's torch (default: all); split the cores between
         workers that run side by side.
     allow_unisolated: grade even where workers cannot be sandboxed (`isolation`); every
@@ -206,6 +208,8 @@ def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str
     if missing:
         raise GradingError(f"The hidden references in {hidden_dir} lack {sorted(missing)}: "
                            "rebuild them with the current course")
+    limits = {i: timing.exercise_limit([(e.solution_seconds, sets[n].probe_seconds) for n, e, _ in parts[i]],
+                                       check_timeout) for i in exercise_ids}
     models = [{"name": m, "key": next(s.key for s in sets if _model_of(s) == m)} for m in model_names]
     cells = [{"source": catalog.setup_code(c), "kind": "setup"} for c in sorted(chapters)] + cells
     results: dict[str, CheckResult] = {}
@@ -230,7 +234,7 @@ def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str
             (scratch / "plan.json").write_text(json.dumps(plan))
             (scratch / "progress").write_text("")  # the worker's progress lines, this attempt's only
             _hand_over(scratch, worker_id)
-            state = _run_worker(scratch, cell_timeout, check_timeout, zygote, isolated)
+            state = _run_worker(scratch, cell_timeout, limits, zygote, isolated)
             if state.kind == "cell":  # a cell killed or hung the worker: go on without it
                 skipped[plan["cells"][state.position]["index"]] = state.how
                 log(f"sealed grader: cell {plan['cells'][state.position]['index']} {state.how}; "
@@ -239,8 +243,9 @@ def grade_answers(cells: list[dict], exercise_ids: list[str], *, model_name: str
             stopped = dict(state.crashed, **({state.exercise: state.how} if state.kind == "exercise" else {}))
             for exercise_id, how in stopped.items():
                 results[exercise_id] = CheckResult(exercise_id, False, (
-                    f"{exercise_id} failed the hidden test: your function {how} "
-                    f"(the limit is {check_timeout:g} s per exercise)"
+                    f"{exercise_id} failed the hidden test: your function {how} (its limit "
+                    f"here: {limits[exercise_id]:.0f} s, {timing.FACTOR:g} times the solution's "
+                    f"time on this machine and at least {check_timeout:g} s)"
                     if how == "ran past its time limit" else
                     f"{exercise_id} failed the hidden test: your code {how} while this "
                     "exercise ran (sys.exit, os._exit or a crash end the grading of an exercise)"))
@@ -301,8 +306,10 @@ class _State:
         self.crashed: dict[str, str] = {}  # exercises whose process ended -> how
 
 
-def _run_worker(scratch: Path, cell_timeout: float, check_timeout: float,
+def _run_worker(scratch: Path, cell_timeout: float, limits: dict[str, float],
                 zygote: _Zygote | None, isolated: bool) -> _State:
+    """Run the plan in scratch and follow the worker's progress; each exercise may take its
+    own limit (seconds)."""
     worker = (zygote and zygote.fork(scratch)) or _Spawned(scratch, isolated)
     state, crashed = _State("load"), {}
     deadline = time.monotonic() + MODEL_LOAD_TIMEOUT
@@ -330,15 +337,15 @@ def _run_worker(scratch: Path, cell_timeout: float, check_timeout: float,
         if word == "cell":
             state, deadline = _State("cell", position=int(rest)), now + cell_timeout + 5
         elif word == "ready":
-            state, deadline = _State("between"), now + check_timeout
+            state, deadline = _State("between"), now + max(limits.values())
         elif word == "exercise":
-            in_flight[rest] = now + check_timeout
+            in_flight[rest] = now + limits[rest]
         elif word in ("done", "crashed"):  # "crashed EXERCISE STATUS": its fork ended first
             exercise, _, code = rest.partition(" ")
             in_flight.pop(exercise, None)
             if word == "crashed":
                 crashed[exercise] = f"ended the process (exit status {code})"
-            deadline = now + check_timeout
+            deadline = now + max(limits.values())
         elif word == "model-mismatch":
             state = _State("model-mismatch", rest)
             break
@@ -571,7 +578,7 @@ def _judge(exercise_id: str, parts: list, scratch: Path, device: str, model_name
     n_cases = sum(len(exercise.cases) for _, exercise, _ in parts)
     on = f" on {len(parts)} models" if sum(m is not None for _, _, m in parts) > 1 else ""
     return CheckResult(exercise_id, True, f"✔ {exercise_id} passed ({n_cases} hidden cases{on}, "
-                                          "graded by the sealed grader)")
+                                          f"{tolerance_text(parts[0][1])}, graded by the sealed grader)")
 
 
 def _outcome(entry: dict, label: str, tensors: dict, case) -> Outcome:

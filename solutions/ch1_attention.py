@@ -105,22 +105,23 @@ def apply_causal_mask(scores: torch.Tensor) -> torch.Tensor:
 
 
 def _mask_past_instead_of_future(scores):
-    n = scores.shape[-1]
-    return scores.masked_fill(torch.tril(torch.ones(n, n, dtype=torch.bool), -1), float("-inf"))
+    return scores.masked_fill(torch.ones(scores.shape[-2:], dtype=torch.bool).tril(-1), float("-inf"))
 
 
 def _mask_diagonal_too(scores):
-    n = scores.shape[-1]
-    return scores.masked_fill(torch.triu(torch.ones(n, n, dtype=torch.bool)), float("-inf"))
+    return scores.masked_fill(torch.ones(scores.shape[-2:], dtype=torch.bool).triu(), float("-inf"))
 
 
 def _mask_with_zero(scores):
-    n = scores.shape[-1]
-    return scores.masked_fill(torch.triu(torch.ones(n, n, dtype=torch.bool), 1), 0.0)
+    return scores.masked_fill(torch.ones(scores.shape[-2:], dtype=torch.bool).triu(1), 0.0)
 
 
 def _score_cases(gen):
-    return [dict(scores=_randn(gen, 2, 3, 5, 5)), dict(scores=_randn(gen, 1, 4, 6, 6))]
+    # hidden: a square case, then rectangular ones (fewer queries than keys, and more), which
+    # code that builds an n_key x n_key mask fails
+    return [dict(scores=_randn(gen, 2, 3, 5, 5)), dict(scores=_randn(gen, 1, 4, 6, 6)),
+            dict(scores=_randn(gen, 2, 2, _randint(gen, 2, 5), _randint(gen, 6, 9))),
+            dict(scores=_randn(gen, 1, 3, _randint(gen, 6, 9), _randint(gen, 2, 5)))]
 
 
 EXERCISES.append(Exercise(
@@ -132,7 +133,9 @@ EXERCISES.append(Exercise(
                 "itself", _mask_diagonal_too),
         Mistake("zero_fill", "filled masked entries with 0: softmax still gives them "
                 "weight; use float('-inf')", _mask_with_zero),
-    )))
+    ), equivalent_mutants={
+        "future = torch.triu(torch.ones(n_query, n_key, dtype=torch.bool), 1)":
+            "the same on the CPU; on a GPU the grader's device check fails it"}))
 
 
 # --- Exercise 3: the attention pattern ---------------------------------------------------
@@ -489,7 +492,9 @@ EXERCISES.append(Exercise(
         Mistake("copied_from_cache", "returned the model's cached attention output "
                 "(hook_attn_out) instead of recomputing it from q, k and v",
                 _layer_output_copied_from_cache),
-    )))
+    ), equivalent_mutants={
+        "b_O = attn.b_O if attn.b_O is not None else torch.zeros(attn.W_O.shape[-1])":
+            "the same on the CPU; on a GPU the grader's device check fails it"}))
 
 
 # --- Exercise 12: head-type scores on the real model -------------------------------------
@@ -531,4 +536,6 @@ EXERCISES.append(Exercise(
     "(seeded)", **MODEL_TOL, needs_model=True, mistakes=(
         Mistake("no_bos", "ran the model without the BOS token; use model.to_tokens(prompt)",
                 _head_scores_without_bos),
-    )))
+    ), equivalent_mutants={
+        "_, cache = model.run_with_cache(tokens)": "names_filter only keeps fewer activations "
+                                                   "in memory; the patterns read are the same"}))

@@ -17,7 +17,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from autograder.authoring.spec import Exercise, Mistake
+from autograder.authoring.spec import SMALL_MODEL_LAYERS, Exercise, Mistake
 
 # --- Shared: tolerances, input descriptions, helpers -------------------------------------
 
@@ -67,6 +67,12 @@ def _scores_at(model, tokens, offset, first_query, last_query=None):
 
 def _half(tokens):
     return (tokens.shape[1] - 1) // 2
+
+
+# Repeated random tokens are 1 + 2 * seq_len long: pos // 2 is (pos - 1) // 2 for every input.
+ODD_LENGTH = "repeated random tokens have an odd length, 1 + 2 * seq_len: pos // 2 == (pos - 1) // 2"
+SEQ_LEN_EQUIVALENTS = {"seq_len = (tokens.shape[1]) // 2": ODD_LENGTH,
+                       "seq_len = (tokens.shape[1] - 0) // 2": ODD_LENGTH}
 
 
 EXERCISES: list[Exercise] = []
@@ -145,7 +151,9 @@ EXERCISES.append(Exercise(
                 "whole half (a b ... a b ...)", _tokens_interleaved),
         Mistake("one_row", "drew one sequence for the whole batch; draw a [batch, seq_len] "
                 "tensor so each row is different", _tokens_one_row),
-    )))
+    ), equivalent_mutants={
+        "bos = torch.full((batch, 1), model.tokenizer.bos_token_id)":
+            "torch.full with an integer fill value makes int64 already"}))
 
 
 # --- Exercise 2: the loss on each token --------------------------------------------------
@@ -199,7 +207,9 @@ EXERCISES.append(Exercise(
                 "0..pos-2 (logits[:, :-1] predict tokens[:, 1:])", _loss_shifted_logits),
         Mistake("probabilities", "used probabilities (softmax) instead of "
                 "log-probabilities (log_softmax)", _loss_probabilities),
-    )))
+    ), equivalent_mutants={
+        "return -log_probs[:, :].gather(dim=-1, index=tokens[:, 1:, None])[..., 0]":
+            "gather's output has the index's shape: it reads positions 0..pos-2 either way"}))
 
 
 # --- Exercise 3: the loss on each half ---------------------------------------------------
@@ -330,7 +340,9 @@ def _pattern_cases(model, generator):
 EXERCISES.append(Exercise(
     all_layer_patterns, ("layer", "batch", "head", "query_pos", "key_pos"), _pattern_cases,
     f"{TOKENS}: seq_len 4, batch 1 and, hidden, a seeded seq_len (3 to 5) with batch 2 or 3",
-    **MODEL_TOL, needs_model=True))
+    **MODEL_TOL, needs_model=True, equivalent_mutants={
+        "_, cache = model.run_with_cache(tokens)": "names_filter only keeps fewer activations "
+                                                   "in memory; the patterns read are the same"}))
 
 
 # --- Exercise 6: previous-token scores ---------------------------------------------------
@@ -413,7 +425,7 @@ EXERCISES.append(Exercise(
                 _duplicate_is_induction),
         Mistake("one_too_far_back", "read key i - seq_len - 1, one before the earlier copy",
                 _duplicate_one_too_far_back),
-    )))
+    ), equivalent_mutants=SEQ_LEN_EQUIVALENTS))
 
 
 # --- Exercise 8: induction scores --------------------------------------------------------
@@ -470,7 +482,7 @@ EXERCISES.append(Exercise(
                 "second half (i >= seq_len + 1) count", _induction_whole_diagonal),
         Mistake("summed", "summed over query positions instead of averaging",
                 _induction_summed),
-    )))
+    ), equivalent_mutants=SEQ_LEN_EQUIVALENTS))
 
 
 # --- Exercise 9: induction scores with hooks ---------------------------------------------
@@ -507,7 +519,12 @@ EXERCISES.append(Exercise(
         Mistake("bos_shift", BOS_SHIFT, _induction_without_bos_shift),
         Mistake("whole_diagonal", "averaged the whole diagonal; only queries of the "
                 "second half count", _induction_whole_diagonal),
-    )))
+    ), equivalent_mutants={
+        **SEQ_LEN_EQUIVALENTS,
+        "scores = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)":
+            "the same on the CPU; on a GPU the grader's device check fails it",
+        "model.run_with_hooks(tokens, fwd_hooks=[(lambda name: name.endswith('hook_pattern'), score_hook)])":
+            "return_type=None only skips computing the logits, which are not used"}))
 
 
 # --- Exercise 10: ablating heads, one run per head ---------------------------------------
@@ -622,10 +639,13 @@ def _ablation_cases(model, generator):
     # Mean ablation needs a batch of several rows: over one row, the mean per position (a
     # known mistake) is the activation itself.
     batches = {"mean": tokens_3, "zero": tokens_1}
-    return [dict(model=model, tokens=repeated_random_tokens(model, 8, 2, seed=8), kind="zero",
-                 layers=[middle]),
-            dict(model=model, tokens=batches[kinds[0]], kind=kinds[0], layers=one_layer),
-            dict(model=model, tokens=batches[kinds[1]], kind=kinds[1], layers=two_layers)]
+    cases = [dict(model=model, tokens=repeated_random_tokens(model, 8, 2, seed=8), kind="zero",
+                  layers=[middle]),
+             dict(model=model, tokens=batches[kinds[0]], kind=kinds[0], layers=one_layer),
+             dict(model=model, tokens=batches[kinds[1]], kind=kinds[1], layers=two_layers)]
+    if n_layers <= SMALL_MODEL_LAYERS:  # the default, every layer, where that is cheap
+        cases.append(dict(model=model, tokens=tokens_1, kind="zero"))
+    return cases
 
 
 _ABLATION_MISTAKES = (
@@ -645,11 +665,18 @@ _ABLATION_MISTAKES = (
 )
 _ABLATION_INPUTS = (f"{TOKENS}: seq_len 8, batch 2, zero ablation of the middle layer; hidden: "
                     "mean ablation (seq_len 6, batch 3) and zero ablation (seq_len 8, batch 1), "
-                    "one of them of one seeded layer, the other of two")
+                    "one of them of one seeded layer, the other of two, and on the grader's "
+                    "4-layer models zero ablation of every layer (layers left out)")
 
 EXERCISES.append(Exercise(
     head_ablation_loss_increase_slow, ("layer", "head"), _ablation_cases, _ABLATION_INPUTS,
-    **MODEL_TOL, needs_model=True, mistakes=_ABLATION_MISTAKES))
+    **MODEL_TOL, needs_model=True, mistakes=_ABLATION_MISTAKES, equivalent_mutants={
+        **SEQ_LEN_EQUIVALENTS,
+        "increases = torch.zeros(len(layers), model.cfg.n_heads)":
+            "the same on the CPU; on a GPU the grader's device check fails it",
+        "_, cache = model.run_with_cache(tokens)": "names_filter only keeps fewer activations "
+                                                   "in memory; the values read are the same",
+        "for row, layer in enumerate(tqdm(layers)):": "desc only labels the progress bar"}))
 
 
 # --- Exercise 11: ablating heads, batched ------------------------------------------------
@@ -693,9 +720,27 @@ def head_ablation_loss_increase(model, tokens: torch.Tensor, kind: str = "zero",
     ### END SOLUTION
 
 
+def _batched_ablation_cases(model, generator):
+    """The slow version's cases, then heads_per_pass that does not divide the number of
+    heads, so the last pass of each layer is a shorter one: on every layer (the default,
+    `layers` left out) of a model of at most SMALL_MODEL_LAYERS layers, else one seeded layer."""
+    heads_per_pass = next(k for k in range(2, model.cfg.n_heads) if model.cfg.n_heads % k)
+    case = dict(model=model, tokens=repeated_random_tokens(model, 6, 1, seed=_seed(generator)),
+                kind="zero", heads_per_pass=heads_per_pass)
+    if model.cfg.n_layers > SMALL_MODEL_LAYERS:
+        case["layers"] = [_randint(generator, 0, model.cfg.n_layers)]
+    return _ablation_cases(model, generator) + [case]
+
+
 EXERCISES.append(Exercise(
-    head_ablation_loss_increase, ("layer", "head"), _ablation_cases, _ABLATION_INPUTS,
-    **MODEL_TOL, needs_model=True, mistakes=_ABLATION_MISTAKES))
+    head_ablation_loss_increase, ("layer", "head"), _batched_ablation_cases,
+    _ABLATION_INPUTS + "; and zero ablation (seq_len 6, batch 1) with the fewest heads per pass "
+    "(from 2) that do not divide the number of heads, of every layer (layers left out) on the "
+    "grader's 4-layer models, else of one seeded layer",
+    **MODEL_TOL, needs_model=True, mistakes=_ABLATION_MISTAKES, equivalent_mutants={
+        **SEQ_LEN_EQUIVALENTS,
+        "_, cache = model.run_with_cache(tokens)": "names_filter only keeps fewer activations "
+                                                   "in memory; the values read are the same"}))
 
 
 # --- Exercise 12: direct logit attribution -----------------------------------------------
@@ -779,7 +824,10 @@ EXERCISES.append(Exercise(
         Mistake("whole_sequence", "averaged over every position; use the positions that "
                 "predict second-half tokens (seq_len .. 2 * seq_len - 1)",
                 _dla_whole_sequence),
-    )))
+    ), equivalent_mutants={
+        **SEQ_LEN_EQUIVALENTS,
+        "_, cache = model.run_with_cache(tokens)": "names_filter only keeps fewer activations "
+                                                   "in memory; the values read are the same"}))
 
 
 # --- Exercise 13: OV copying score -------------------------------------------------------
@@ -854,9 +902,13 @@ def _copying_cases(model, generator):
     n_layers = model.cfg.n_layers
     cases = [dict(model=model, layer=n_layers - 1, head=1, n_tokens=200, seed=0)]
     candidates = _copying_heads(model, 10)
-    chosen = torch.randperm(len(candidates), generator=generator)[:2].tolist()
-    for other_range, index in zip((False, True), chosen):
-        layer, head = candidates[index]
+    chosen = [candidates[i] for i in torch.randperm(len(candidates), generator=generator)[:2].tolist()]
+    # and the best copier among the heads of the last key/value group (not head 0's), so
+    # that reading the wrong group's W_V gives another answer
+    group = model.cfg.n_heads // model.W_V.shape[1]
+    chosen.append(next(pair for pair in _copying_heads(model, n_layers * model.cfg.n_heads)
+                       if pair[1] // group == model.W_V.shape[1] - 1))
+    for other_range, (layer, head) in zip((False, True, False), chosen):
         # n_tokens >= 170: one token more or less copied stays within atol=0.006.
         case = dict(model=model, layer=layer, head=head, n_tokens=_randint(generator, 170, 201),
                     seed=_seed(generator))
@@ -870,8 +922,8 @@ def _copying_cases(model, generator):
 EXERCISES.append(Exercise(
     ov_copying_score, (), _copying_cases,
     "200 tokens from [1000, 10000), last layer, head 1 and, hidden, two heads drawn from the "
-    "ten that copy best (by a cheap estimate), seeded seeds and 170 to 200 tokens, once from "
-    "another range inside [1000, 10000)",
+    "ten that copy best (by a cheap estimate) and the best copier of the last key/value "
+    "group, seeded seeds and 170 to 200 tokens, once from another range inside [1000, 10000)",
     atol=0.006, rtol=0, needs_model=True, mistakes=(
         Mistake("kv_tiled", "used key/value head `head % n_kv_heads`; query head h reads "
                 "key/value head h // (n_heads // n_kv_heads)", _copying_kv_tiled),
@@ -879,7 +931,9 @@ EXERCISES.append(Exercise(
                 _copying_embedding_as_unembedding),
         Mistake("query_weights", "used W_Q instead of W_V: the OV circuit is W_V @ W_O",
                 _copying_query_weights),
-    )))
+    ), equivalent_mutants={
+        "deleted: tokens = tokens.to(model.cfg.device)":
+            "the same on the CPU; on a GPU the grader's device check fails it"}))
 
 
 # --- Exercise 14: QK scores --------------------------------------------------------------
@@ -1082,4 +1136,6 @@ EXERCISES.append(Exercise(
                 "h // (n_heads // n_kv_heads)", _compositions_kv_tiled),
         Mistake("unnormalised", "left out the normalisation by the two norms",
                 _compositions_unnormalised),
-    )))
+    ), equivalent_mutants={
+        "scores = torch.zeros(3, model.cfg.n_heads)":
+            "the same on the CPU; on a GPU the grader's device check fails it"}))

@@ -16,7 +16,7 @@ the cached residual stream entering the patched layer (`readheads.patching`).
 import torch
 from tqdm.auto import tqdm
 
-from autograder.authoring.spec import CachedRun, Exercise, Mistake
+from autograder.authoring.spec import SMALL_MODEL_LAYERS, CachedRun, Exercise, Mistake
 from readheads.ioi import IOIPrompts, PatchingMetric, as_tokens, draw_prompts, name_token_ids
 from readheads.patching import patch_positions, patched_runs
 
@@ -112,7 +112,9 @@ EXERCISES.append(Exercise(
                 "after it (search from s1_pos + 1)", _dataset_s2_is_s1),
         Mistake("names_swapped", "io_ids and s_ids are swapped: the IO is the name said once",
                 _dataset_names_swapped),
-    )))
+    ), equivalent_mutants={
+        "s2_pos = [row.index(s, first + 2) for row, s, first in zip(rows, s_ids, s1_pos)]":
+            "in every IOI template at least two tokens separate the two mentions of S, so the search from first + 2 finds the same S2"}))
 
 
 # --- Exercise 2: corrupted prompts -------------------------------------------------------
@@ -198,7 +200,9 @@ EXERCISES.append(Exercise(
                 "mention (s2_pos) must become the IO too", _corrupt_first_mentions_only),
         Mistake("any_name", "drew C from a list that still contains the prompt's IO or "
                 "subject: leave both out of the candidates", _corrupt_any_name),
-    )))
+    ), equivalent_mutants={
+        "rows = torch.arange(tokens.shape[0])":
+            "indexing with a CPU index tensor works on any device: the same rows are read"}))
 
 
 # --- Exercise 3: the logit difference ----------------------------------------------------
@@ -253,7 +257,9 @@ EXERCISES.append(Exercise(
                 "prompt at its own end_pos", _logit_diff_last_position),
         Mistake("probabilities", "took the difference of probabilities; use the logits",
                 _logit_diff_probabilities),
-    )))
+    ), equivalent_mutants={
+        "rows = torch.arange(logits.shape[0])":
+            "indexing with a CPU index tensor works on any device: the same rows are read"}))
 
 
 # --- Exercise 4: the patching metric -----------------------------------------------------
@@ -409,7 +415,9 @@ EXERCISES.append(Exercise(
                 "cached scale ln_final.hook_scale before projecting", _lens_no_scale),
         Mistake("last_position", "read the last position of the padded batch; read each prompt "
                 "at its end_pos", _lens_last_position),
-    )))
+    ), equivalent_mutants={
+        "rows = torch.arange(dataset.tokens.shape[0])":
+            "indexing with a CPU index tensor works on any device: the same rows are read"}))
 
 
 # --- Exercise 7: each layer's direct effect, attention and MLP ---------------------------
@@ -458,7 +466,9 @@ EXERCISES.append(Exercise(
                 "scale ln_final.hook_scale at end_pos", _layers_no_scale),
         Mistake("mlp_first", "put the MLP outputs in row 0; row 0 is attention, row 1 MLP",
                 _layers_mlp_first),
-    )))
+    ), equivalent_mutants={
+        "rows = torch.arange(dataset.tokens.shape[0])":
+            "indexing with a CPU index tensor works on any device: the same rows are read"}))
 
 
 # --- Exercise 8: each head's direct effect on the logit difference -----------------------
@@ -509,7 +519,9 @@ EXERCISES.append(Exercise(
                 "cached scale ln_final.hook_scale at end_pos", _heads_no_scale),
         Mistake("last_position", "read the last position of the padded batch; read each prompt "
                 "at its end_pos", _heads_last_position),
-    )))
+    ), equivalent_mutants={
+        "rows = torch.arange(dataset.tokens.shape[0])":
+            "indexing with a CPU index tensor works on any device: the same rows are read"}))
 
 
 # --- Exercise 9: where the heads look from the last token --------------------------------
@@ -562,7 +574,9 @@ EXERCISES.append(Exercise(
                 "is the second-to-last index, the key the last", _names_transposed),
         Mistake("last_position", "attended from the last position of the padded batch; "
                 "start at each prompt's end_pos", _names_last_position),
-    )))
+    ), equivalent_mutants={
+        "rows = torch.arange(dataset.tokens.shape[0])":
+            "indexing with a CPU index tensor works on any device: the same rows are read"}))
 
 
 # --- Shared by the patching exercises: clean and corrupted prompts, and their metric -----
@@ -582,14 +596,20 @@ def patching_setup(model, n_prompts: int, seed: int, kind: str = "abc", families
 
 def _sweep_cases(model, generator, n_layers_hidden=2, **extra):
     """Visible: 3 prompts of seed 0, layers 0 and the last. Hidden: seeded prompts (2 to 4),
-    `n_layers_hidden` seeded layers, an ABC or a swapped corruption."""
+    `n_layers_hidden` seeded layers in seeded (unsorted) order, an ABC or a swapped
+    corruption; on a model of at most SMALL_MODEL_LAYERS layers also the default, every
+    layer (`layers` left out)."""
     last = model.cfg.n_layers - 1
     clean, corrupted, metric = patching_setup(model, 3, 0)
     cases = [dict(model=model, clean=clean, corrupted=corrupted, metric=metric, layers=[0, last], **extra)]
     kind = ("abc", "swapped")[_randint(generator, 0, 2)]
     clean, corrupted, metric = patching_setup(model, _randint(generator, 2, 5), _seed(generator) % 10**6, kind)
-    layers = sorted(torch.randperm(model.cfg.n_layers, generator=generator)[:n_layers_hidden].tolist())
+    layers = torch.randperm(model.cfg.n_layers, generator=generator)[:n_layers_hidden].tolist()
+    if layers == sorted(layers):
+        layers.reverse()
     cases.append(dict(model=model, clean=clean, corrupted=corrupted, metric=metric, layers=layers, **extra))
+    if model.cfg.n_layers <= SMALL_MODEL_LAYERS:
+        cases.append(dict(model=model, clean=clean, corrupted=corrupted, metric=metric, **extra))
     return cases
 
 
@@ -668,14 +688,23 @@ def _residual_swapped(model, clean, corrupted, metric, layers=None):
 EXERCISES.append(Exercise(
     patch_residual_sweep, ("layer", "pos"), _sweep_cases,
     "3 ABC-corrupted prompts of seed 0, layers 0 and the last and, hidden, 2 to 4 seeded "
-    "prompts (ABC or swapped names) at 2 seeded layers", **SWEEP_TOL, needs_model=True,
+    "prompts (ABC or swapped names) at 2 seeded layers in seeded order (and every layer, "
+    "the default, on the grader's 4-layer models)", **SWEEP_TOL, needs_model=True,
     answered_by=("readheads.sweeps.residual_sweep",), mistakes=(
         Mistake("resid_post", "patched the residual stream leaving the layer (hook_resid_post); "
                 "the sweep patches the stream entering it (hook_resid_pre)", _residual_post),
         Mistake("swapped", "patched corrupted activations into the clean run; activation "
                 "patching here runs the corrupted prompts and patches in clean activations",
                 _residual_swapped),
-    )))
+    ), equivalent_mutants={
+        "_, clean_cache = model.run_with_cache(clean)":
+            "names_filter only keeps fewer activations in memory; the values read are the same",
+        "corrupted_logits, corrupted_cache = model.run_with_cache(corrupted)":
+            "names_filter only keeps fewer activations in memory; the values read are the same",
+        "unpatched = torch.as_tensor(metric(corrupted_logits))":
+            "the same on the CPU; on a GPU the grader's device check fails it",
+        "for row, layer in enumerate(tqdm(layers)):":
+            "desc only labels the progress bar"}))
 
 
 # --- Exercise 11: patching attention and MLP outputs, by layer --------------------------
@@ -716,7 +745,7 @@ def _layer_outputs_mlp_first(model, clean, corrupted, metric):
 
 
 def _layer_output_cases(model, generator):
-    return [{k: v for k, v in case.items() if k != "layers"} for case in _sweep_cases(model, generator)]
+    return [{k: v for k, v in case.items() if k != "layers"} for case in _sweep_cases(model, generator)[:2]]
 
 
 EXERCISES.append(Exercise(
@@ -727,7 +756,13 @@ EXERCISES.append(Exercise(
                 "corrupted prompts and patch in the clean outputs", _layer_outputs_swapped),
         Mistake("mlp_first", "put the MLP outputs in row 0; row 0 is attention, row 1 MLP",
                 _layer_outputs_mlp_first),
-    )))
+    ), equivalent_mutants={
+        "_, clean_cache = model.run_with_cache(clean)":
+            "names_filter only keeps fewer activations in memory; the values read are the same",
+        "results = torch.zeros(2, model.cfg.n_layers)":
+            "the same on the CPU; on a GPU the grader's device check fails it",
+        "for layer in tqdm(range(model.cfg.n_layers)):":
+            "desc only labels the progress bar"}))
 
 
 # --- Exercise 12: patching each head's output --------------------------------------------
@@ -790,13 +825,20 @@ def _heads_end_only(model, clean, corrupted, metric, layers=None):
 EXERCISES.append(Exercise(
     patch_head_output_sweep, ("layer", "head"), _sweep_cases,
     "3 ABC-corrupted prompts of seed 0, layers 0 and the last and, hidden, 2 to 4 seeded "
-    "prompts (ABC or swapped names) at 2 seeded layers", **SWEEP_TOL, needs_model=True,
+    "prompts (ABC or swapped names) at 2 seeded layers in seeded order (and every layer, "
+    "the default, on the grader's 4-layer models)", **SWEEP_TOL, needs_model=True,
     answered_by=("readheads.sweeps.head_output_sweep",), mistakes=(
         Mistake("swapped", "patched corrupted activations into the clean run; run the "
                 "corrupted prompts and patch in the clean head output", _heads_swapped),
         Mistake("end_only", "patched the head's output at the last token only; this sweep "
                 "patches it at every position", _heads_end_only),
-    )))
+    ), equivalent_mutants={
+        "_, clean_cache = model.run_with_cache(clean)":
+            "names_filter only keeps fewer activations in memory; the values read are the same",
+        "_, corrupted_cache = model.run_with_cache(corrupted)":
+            "names_filter only keeps fewer activations in memory; the values read are the same",
+        "for layer in tqdm(layers):":
+            "desc only labels the progress bar"}))
 
 
 # --- Exercise 13: patching a head's queries, keys, values or pattern ---------------------
@@ -852,10 +894,17 @@ def _head_input_cases(model, generator):
 EXERCISES.append(Exercise(
     patch_head_input_sweep, ("layer", "head"), _head_input_cases,
     "keys of 3 ABC-corrupted prompts of seed 0, layers 0 and the last and, hidden, keys and "
-    "one of q, v or pattern on seeded prompts and layers", **SWEEP_TOL, needs_model=True, mistakes=(
+    "one of q, v or pattern on seeded prompts and layers (every layer on the grader's 4-layer "
+    "models)", **SWEEP_TOL, needs_model=True, mistakes=(
         Mistake("swapped", "patched corrupted activations into the clean run; run the "
                 "corrupted prompts and patch in the clean ones", _inputs_swapped),
-    )))
+    ), equivalent_mutants={
+        "_, clean_cache = model.run_with_cache(clean)":
+            "names_filter only keeps fewer activations in memory; the values read are the same",
+        "_, corrupted_cache = model.run_with_cache(corrupted)":
+            "names_filter only keeps fewer activations in memory; the values read are the same",
+        "for layer in tqdm(layers):":
+            "desc only labels the progress bar"}))
 
 
 # --- Exercise 14: path patching ----------------------------------------------------------
@@ -982,16 +1031,18 @@ def _top_direct_heads(model, clean, k=3):
 
 def _path_cases(model, generator):
     """Senders: the heads of a window of middle layers. Receivers: the final residual stream,
-    or the three heads with the largest direct effect on the logit difference."""
+    or the three heads with the largest direct effect on the logit difference (in the hidden
+    "v" case only the first of them: one receiver is a legal input too)."""
     cases = []
     for visible, components in ((True, ("resid", "q")), (False, ("k", "v", "resid"))):
         seed = 0 if visible else _seed(generator) % 10**6
         clean, corrupted, metric = patching_setup(model, 3 if visible else _randint(generator, 2, 5), seed)
         receivers = _top_direct_heads(model, clean)
         for component in components:
+            chosen = {"resid": receivers[:0], "v": receivers[:1]}.get(component, receivers)
             cases.append(dict(model=model, clean=clean, corrupted=corrupted, metric=metric,
                               senders=_layer_window(model, generator), component=component,
-                              receivers=receivers if component != "resid" else receivers[:0]))
+                              receivers=chosen))
     return cases
 
 
@@ -999,8 +1050,8 @@ EXERCISES.append(Exercise(
     path_patch, (), _path_cases,
     "3 ABC-corrupted prompts of seed 0: every head of a seeded window of middle layers to the "
     "final residual stream and to the queries of the 3 heads of largest direct effect and, "
-    "hidden, seeded prompts and windows to those heads' keys and values and to the residual "
-    "stream", **SWEEP_TOL, needs_model=True, mistakes=(
+    "hidden, seeded prompts and windows to those heads' keys, the first one's values and to "
+    "the residual stream", **SWEEP_TOL, needs_model=True, mistakes=(
         Mistake("not_frozen", "did not freeze the other heads at their clean outputs in the "
                 "first run: then the senders' effect also flows through every later head, "
                 "which is activation patching, not the path", _path_not_frozen),
@@ -1009,7 +1060,17 @@ EXERCISES.append(Exercise(
                 _path_swapped),
         Mistake("whole_layer", "patched every head of the receivers' layers; patch only the "
                 "receiver heads' entries", _path_whole_layer),
-    )))
+    ), equivalent_mutants={
+        "deleted: senders = torch.as_tensor(senders).long().reshape(-1, 2)":
+            "cases pass int64 [n, 2] tensors, as the docstring asks: the conversion only widens what is accepted",
+        "deleted: receivers = torch.as_tensor([] if receivers is None else receivers).long().reshape(-1, 2)":
+            "cases pass int64 [n, 2] tensors, as the docstring asks: the conversion only widens what is accepted",
+        "_, clean_cache = model.run_with_cache(clean)":
+            "names_filter only keeps fewer activations in memory; the values read are the same",
+        "_, corrupted_cache = model.run_with_cache(corrupted)":
+            "names_filter only keeps fewer activations in memory; the values read are the same",
+        "_, sent = model.run_with_cache(clean)":
+            "names_filter only keeps fewer activations in memory; the values read are the same"}))
 
 
 # --- Exercise 15: is the circuit enough? -------------------------------------------------
@@ -1098,7 +1159,13 @@ EXERCISES.append(Exercise(
                 "template (dataset.template), whose positions line up", _faithfulness_all_templates),
         Mistake("ablated_circuit", "ablated the circuit's heads; ablate every head outside it",
                 _faithfulness_inverted),
-    )))
+    ), equivalent_mutants={
+        "deleted: circuit = torch.as_tensor(circuit).long().reshape(-1, 2)":
+            "cases pass int64 [n, 2] tensors, as the docstring asks: the conversion only widens what is accepted",
+        "logits, cache = model.run_with_cache(dataset.tokens)":
+            "names_filter only keeps fewer activations in memory; the values read are the same",
+        "for template in dataset.template:":
+            "each template's mean is recomputed once per prompt instead of once per template: the same means"}))
 
 
 # --- Exercise 16: do two head rankings agree? (cherry-picking) ---------------------------

@@ -200,7 +200,9 @@ EXERCISES.append(Exercise(
                 "its own k largest features (dim=-1)", _topk_over_batch),
         Mistake("no_relu", "kept negative values among the top k: apply a ReLU to them",
                 _topk_no_relu),
-    )))
+    ), equivalent_mutants={
+        "values, indices = pre.topk(k)": "topk's default dim is -1, the feature dimension",
+    }))
 
 
 def sae_loss(x: torch.Tensor, features: torch.Tensor, x_hat: torch.Tensor, W_dec: torch.Tensor,
@@ -405,7 +407,8 @@ EXERCISES.append(Exercise(
 
 def training_schedule(steps: torch.Tensor, total_steps: int, lr: float, l1_coefficient: float,
                       l1_warmup_steps: int, lr_decay_steps: int):
-    """The learning rate and L1 coefficient at each step in `steps` (int64 [n], counted from 0).
+    """The learning rate and L1 coefficient at each step in `steps` (int64 [n], counted from 0;
+    runs are at most 2**24 steps long, so every step count is exact in float32).
 
     The L1 coefficient warms up linearly: l1_coefficient * min(1, (step + 1) / l1_warmup_steps)
     (a penalty at full strength from the first step kills features before they find data).
@@ -450,7 +453,10 @@ EXERCISES.append(Exercise(
                 "constant until the last lr_decay_steps", _schedule_decay_from_start),
         Mistake("no_warmup", "used the full L1 coefficient from the first step; it rises "
                 "linearly over l1_warmup_steps", _schedule_no_warmup),
-    )))
+    ), equivalent_mutants={
+        "deleted: steps = steps.float()": "int64 / int already gives float32, and with runs of "
+        "at most 2**24 steps (docstring) step + 1 and total_steps - step are exact either way",
+    }))
 
 
 def tokens_since_fired(previous: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -573,7 +579,11 @@ EXERCISES.append(Exercise(
                 _resample_not_centred),
         Mistake("full_scale", "gave the new encoder columns the live features' full mean norm; "
                 "use 0.2 × that, so new features start small", _resample_full_scale),
-    )))
+    ), equivalent_mutants={
+        "errors = (x - x_hat).pow(2).mean(-1)": "the mean is the sum / d_in and multinomial "
+        "normalises its weights: a draw could change only by rounding at a CDF boundary (none "
+        "of 300k draws tried did)",
+    }))
 
 
 # --- Section 4: measuring an SAE ---------------------------------------------------------
@@ -687,12 +697,19 @@ def _density_cases(generator):
         on = torch.rand(tokens, d_sae, generator=generator) < rates
         cases.append(dict(features=on * (0.5 + 3 * torch.rand(tokens, d_sae, generator=generator)),
                           dense_above=round(float(torch.rand(1, generator=generator)) * 0.3 + 0.05, 3)))
+    # Features that fire on exactly `dense_above` of the tokens are not dense ("more than"):
+    # 64 tokens and a limit of 16/64, so every way of computing the frequency is exact.
+    counts = torch.tensor([0, 16, 16, 17, 15, 64, 1, 0])
+    on = torch.stack([torch.randperm(64, generator=generator) < count for count in counts], 1)
+    cases.append(dict(features=on * (0.5 + 3 * torch.rand(64, len(counts), generator=generator)),
+                      dense_above=0.25))
     return cases
 
 
 EXERCISES.append(Exercise(
     feature_density, {"frequency": ("feature",), "dead_fraction": (), "dense_fraction": ()},
-    _density_cases, "sparse features with seeded firing rates, some never firing",
+    _density_cases, "sparse features with seeded firing rates, some never firing (hidden: features "
+    "firing on exactly dense_above of the tokens)",
     **PURE_TOL, mistakes=(
         Mistake("from_values", "averaged activation values; a feature's frequency is the "
                 "fraction of tokens where it is > 0", _density_from_values),
@@ -886,7 +903,10 @@ EXERCISES.append(Exercise(
     "(hidden: other layers and sizes)", **MODEL_TOL, needs_model=True, mistakes=(
         Mistake("with_bos", "encoded position 0 (BOS) too; its features must be 0",
                 _activations_with_bos),
-    )))
+    ), equivalent_mutants={
+        "_, cache = model.run_with_cache(tokens)": "names_filter only saves memory: "
+        "cache[hook_name] is the same activation",
+    }))
 
 
 def spliced_losses(model, sae: SAEWeights, tokens: torch.Tensor, hook_name: str):
@@ -1075,7 +1095,9 @@ def label_score(fires: torch.Tensor, label_says: torch.Tensor):
     label says it should be (e.g. "sport articles": the tokens of sport articles).
     precision: of the tokens the label picks, the fraction where the feature fires; recall:
     of the tokens where it fires, the fraction the label picks; f1: their harmonic mean
-    (0 when both are 0). Returns (precision, recall, f1), float32 scalars.
+    (0 when both are 0). An empty set gives 0, not 0/0: precision is 0 when the label picks
+    no token, recall 0 when the feature never fires. Returns (precision, recall, f1), float32
+    scalars.
     """
     ### BEGIN SOLUTION
     both = (fires & label_says).sum().float()
@@ -1098,13 +1120,27 @@ def _label_cases(generator):
         noise = torch.rand(tokens, generator=generator)
         fires = (label & (noise < 0.7)) | (~label & (noise < 0.1))
         cases.append(dict(fires=fires, label_says=label))
+    # The edges: a feature that never fires and a label that never says yes (0/0 gives 0,
+    # never NaN); then a label and a feature that pick the same single token (divide by 1).
+    tokens = _randint(generator, 20, 60)
+    cases.append(dict(fires=torch.zeros(tokens, dtype=torch.bool),
+                      label_says=torch.zeros(tokens, dtype=torch.bool)))
+    one = torch.zeros(tokens, dtype=torch.bool)
+    one[_randint(generator, 0, tokens)] = True
+    cases.append(dict(fires=one, label_says=one.clone()))
     return cases
 
 
 EXERCISES.append(Exercise(
     label_score, {"precision": (), "recall": (), "f1": ()}, _label_cases,
-    "seeded labels on 30% of tokens; the feature fires on most of them and a few others",
+    "seeded labels on 30% of tokens; the feature fires on most of them and a few others "
+    "(hidden: neither ever says yes; both pick the same single token)",
     **PURE_TOL, mistakes=(
         Mistake("swapped", "swapped precision and recall: precision is over the tokens the "
                 "label picks, recall over the tokens where the feature fires", _label_swapped),
-    )))
+    ), equivalent_mutants={
+        "f1 = 2 * precision * recall / (precision + recall) if both > 0 else both":
+            "the else branch runs only when the count `both` is 0, so both == both * 0",
+        "f1 = 2 * precision * recall / (precision + recall) if both > 0 else both * 1":
+            "the else branch runs only when the count `both` is 0, so both * 1 == both * 0",
+    }))

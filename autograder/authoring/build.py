@@ -3,6 +3,7 @@ cases and keep everything a check needs (see autograder/references.py for the fo
 
 from __future__ import annotations
 
+import time
 import zlib
 from importlib.metadata import version
 
@@ -11,6 +12,7 @@ import torch
 from ..compare import distinguishability
 from ..references import Argument, Case, ExerciseReferences, ReferenceSet, reference_key
 from ..running import RECORD_TYPES, materialize
+from ..timing import probe_seconds
 from . import registry
 from .digest import reference_digest
 from .spec import CachedRun, Exercise
@@ -26,18 +28,22 @@ def case_seed(chapter: str, exercise: Exercise, seed: int | None) -> int:
 
 
 def build(chapter: str, model=None, *, seed: int | None = None,
-          stored: ReferenceSet | None = None, progress=None) -> ReferenceSet:
+          stored: ReferenceSet | None = None, progress=None, only=None,
+          mistakes: bool = True) -> ReferenceSet:
     """Run the solutions (and mistakes) of one chapter: pure exercises if model is None.
 
     seed: draw other cases than the published ones (an instructor's hidden references).
     stored: recompute the outputs on this reference set's own cases instead of drawing them.
     progress: called as progress(runs done, runs in all, exercise id) before each exercise
         and at the end; a run is one call of a solution or a mistake on one case.
+    only: build these exercise ids only; mistakes=False: the expected outputs only (both for
+        mutation testing, which needs neither the rest nor the diagnoses).
     """
-    chosen = [e for e in registry.exercises(chapter) if e.needs_model == (model is not None)]
+    chosen = [e for e in registry.exercises(chapter) if e.needs_model == (model is not None)
+              and (only is None or e.id in only)]
     drawn = {e.id: [c.arguments for c in stored.exercises[e.id].cases] if stored is not None
              else draw_cases(chapter, e, model, seed) for e in chosen}
-    total, done = sum(len(drawn[e.id]) * (1 + len(e.mistakes)) for e in chosen), 0
+    total, done = sum(len(drawn[e.id]) * (1 + len(e.mistakes) * mistakes) for e in chosen), 0
     exercises = {}
     for exercise in chosen:
         if progress:
@@ -47,15 +53,15 @@ def build(chapter: str, model=None, *, seed: int | None = None,
             exercise.atol, exercise.rtol, {}, [], exercise.points)
         for case_arguments in drawn[exercise.id]:
             exercises[exercise.id].cases.append(build_case(exercise, case_arguments, model,
-                                                      exercises[exercise.id].mistake_messages))
-            done += 1 + len(exercise.mistakes)
+                                                      exercises[exercise.id].mistake_messages, mistakes))
+            done += 1 + len(exercise.mistakes) * mistakes
     if progress:
         progress(done, total, "")
     sources = {"model": _model_entry(model)} if model is not None else {}
     versions = {p: version(p) for p in ("torch", "transformers", "transformer_lens")}
     key = reference_key({"model": model} if model is not None else {})
     return ReferenceSet(chapter, key, sources, versions, exercises,
-                        digest=reference_digest(chapter, key))
+                        digest=reference_digest(chapter, key), probe_seconds=probe_seconds())
 
 
 def draw_cases(chapter: str, exercise: Exercise, model=None, seed: int | None = None
@@ -66,13 +72,16 @@ def draw_cases(chapter: str, exercise: Exercise, model=None, seed: int | None = 
     return [describe(exercise, kwargs, model) for kwargs in raw]
 
 
-def build_case(exercise: Exercise, arguments: dict[str, Argument], model, messages: dict) -> Case:
+def build_case(exercise: Exercise, arguments: dict[str, Argument], model, messages: dict,
+               mistakes: bool = True) -> Case:
     caches = {}
     with torch.no_grad():
-        expected = outputs_of(exercise, exercise.solution(**materialize(arguments, model, caches)))
-        case = Case(arguments, expected)
+        kwargs = materialize(arguments, model, caches)
+        started = time.perf_counter()
+        expected = outputs_of(exercise, exercise.solution(**kwargs))
+        case = Case(arguments, expected, seconds=time.perf_counter() - started)
         seen = [expected]
-        for mistake in exercise.mistakes:
+        for mistake in exercise.mistakes if mistakes else ():
             wrong = outputs_of(exercise, mistake.fn(**materialize(arguments, model, caches)))
             # A mistake that gives the right answer here (e.g. "forgot the bias" on a model
             # without biases), or the same answer as an earlier mistake, cannot be diagnosed

@@ -23,7 +23,7 @@
                                            in R added; without solutions, for credit
     python -m autograder student-book --out DIR
                                            the book with each exercise shown as its stub
-    python -m autograder mutants --chapter C [--exercise E]
+    python -m autograder mutants [--chapter C] [--exercise E]
                                            mutation-test the checks: which small bugs in the
                                            solutions pass every case (authoring/mutants.py)
 """
@@ -145,7 +145,9 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--assignment", required=True, choices=registry.chapters())
     _grader_options(grade)
     grade.add_argument("--jobs", type=int, default=1, help="notebooks graded side by side")
-    grade.add_argument("--check-timeout", type=float, default=120.0)
+    grade.add_argument("--check-timeout", type=float, default=120.0,
+                       help="the least time limit of one exercise, in seconds (default 120; "
+                            "more where the solution is slow: ten times its time here)")
     grade.add_argument("--out", type=Path, default=Path("grades.csv"))
     bundle = sub.add_parser("gradescope", help="write a Gradescope autograder bundle")
     bundle.add_argument("--assignment", required=True, choices=registry.chapters())
@@ -162,7 +164,8 @@ def parser() -> argparse.ArgumentParser:
     book = sub.add_parser("student-book", help="the book with exercises shown as stubs")
     book.add_argument("--out", type=Path, default=Path("dist-student/book"))
     mutants = sub.add_parser("mutants", help="mutation-test the checks of a chapter")
-    mutants.add_argument("--chapter", required=True, choices=registry.chapters())
+    mutants.add_argument("--chapter", action="append", choices=registry.chapters(),
+                         help="this chapter (default: all)")
     mutants.add_argument("--exercise", action="append", default=[], help="only this exercise")
     mutants.add_argument("--model", action="append",
                          help="the models to run model exercises on (default: the grader's "
@@ -220,8 +223,11 @@ def main(argv=None) -> int:
     if args.command == "mutants":
         from .mutants import MODELS, run, score
 
-        reports = run(args.chapter, args.exercise, args.model or MODELS)
-        return 0 if all(not r.stale for r in reports) and score(reports) >= MUTATION_SCORE_GOAL else 1
+        passed = True
+        for chapter in args.chapter or registry.chapters():
+            reports = run(chapter, args.exercise, args.model or MODELS)
+            passed &= all(not r.stale for r in reports) and score(reports) >= MUTATION_SCORE_GOAL
+        return 0 if passed else 1
     if args.command == "build":
         if args.seed is not None and args.out is None:
             raise SystemExit("--seed builds hidden references: give --out DIR for them")

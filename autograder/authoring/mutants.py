@@ -19,11 +19,14 @@ mutated line as the report prints it. The score is killed / (mutants - recorded 
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import difflib
 import inspect
+import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 
 from ..compare import judge
@@ -177,17 +180,28 @@ def _with(node: ast.AST, **changes) -> ast.AST:
     return changed
 
 
+PRECEDENCE_GROUPS = ({ast.Add, ast.Sub}, {ast.Mult, ast.Div, ast.FloorDiv, ast.Mod})
+
+
 def _replace(lines: list[str], node: ast.AST, replacement: ast.AST) -> str:
     """The source with `node`'s text replaced by `replacement`'s (in parentheses where
     precedence could change its meaning). ast columns count UTF-8 bytes."""
     text = ast.unparse(replacement)
-    if isinstance(replacement, (ast.BinOp, ast.BoolOp, ast.Compare, ast.UnaryOp, ast.IfExp)):
+    if (isinstance(replacement, (ast.BinOp, ast.BoolOp, ast.Compare, ast.UnaryOp, ast.IfExp))
+            and not _same_precedence(node, replacement)):
         text = f"({text})"
     encoded = [line.encode() for line in lines]
     start, stop = node.lineno - 1, node.end_lineno - 1
     head = encoded[start][:node.col_offset].decode()
     tail = encoded[stop][node.end_col_offset:].decode()
     return "".join(lines[:start]) + head + text + tail + "".join(lines[stop + 1:])
+
+
+def _same_precedence(node: ast.AST, replacement: ast.AST) -> bool:
+    if isinstance(node, ast.Compare) and isinstance(replacement, ast.Compare):
+        return True
+    return (isinstance(node, ast.BinOp) and isinstance(replacement, ast.BinOp)
+            and any({type(node.op), type(replacement.op)} <= group for group in PRECEDENCE_GROUPS))
 
 
 def _changed_line(before: str, after: str) -> str:
@@ -215,45 +229,82 @@ def _alarm(signum, frame):
     raise _TimeLimit()
 
 
-@dataclass
-class _CaseSet:
-    references: object  # a ReferenceSet
-    model: object = None
+class CaseSet:
+    """The cases of one chapter on one model (None: pure) and seed, each exercise's built on
+    first use, expected outputs only: most mutants die on the cheap sets, so the offline
+    model's cases are often never needed."""
+
+    def __init__(self, chapter: str, model_name: str | None, seed: int | None):
+        self.chapter, self.model_name, self.seed = chapter, model_name, seed
+        self._references: dict = {}  # exercise id -> its ExerciseReferences (None: not here)
+
+    @property
+    def model(self):
+        """The model (shared by its case sets; reloaded after a mutant spoils it)."""
+        if self.model_name is None:
+            return None
+        if self.model_name not in _loaded:
+            from readheads import load_model
+
+            _loaded[self.model_name] = load_model(self.model_name, device="cpu")
+        return _loaded[self.model_name]
+
+    def references(self, exercise: Exercise):
+        """The exercise's cases on this set's model (None for an exercise of the other kind)."""
+        if (self.model_name is not None) != exercise.needs_model:
+            return None
+        if exercise.id not in self._references:
+            built = build(self.chapter, self.model, seed=self.seed, only=(exercise.id,), mistakes=False)
+            self._references[exercise.id] = built.exercises[exercise.id]
+        return self._references[exercise.id]
 
     def reload_if_spoiled(self, outcome) -> None:
         """A mutant that edited the model's weights leaves it broken for the next: reload."""
-        if self.model is not None and "model's weights" in (outcome.side_effect or ""):
-            from readheads import load_model
-
-            self.model = load_model(self.model.course_info.name, device="cpu")
+        if self.model_name is not None and "model's weights" in (outcome.side_effect or ""):
+            del _loaded[self.model_name]
 
 
-def case_sets(chapter: str, model_names=MODELS, seeds=SEEDS, log=print) -> list[_CaseSet]:
+_loaded: dict = {}  # model name -> the model, shared by its case sets
+
+
+def case_sets(chapter: str, model_names=MODELS, seeds=SEEDS) -> list[CaseSet]:
     """The chapter's cases to run mutants on: pure, then each model's, cheapest first."""
-    from readheads import load_model
-
-    sets = [_CaseSet(build(chapter, seed=seed)) for seed in seeds]
-    for name in model_names:
-        started = time.perf_counter()
-        model = load_model(name, device="cpu")
-        sets += [_CaseSet(build(chapter, model, seed=seed), model) for seed in seeds]
-        log(f"  cases on {name}: {time.perf_counter() - started:.0f} s")
-    return sets
+    return [CaseSet(chapter, name, seed) for name in (None, *model_names) for seed in seeds]
 
 
-def kills(function, exercise_id: str, sets: list[_CaseSet], limits: dict) -> bool:
-    """Whether some case fails `function`. limits: seconds per (set, case) index, the
-    solution's time there times a margin; past it the mutant counts as killed (the grader
-    would stop it too)."""
+class Limits:
+    """Seconds a mutant may take on each case: `margin` times the solution's time there (at
+    least `floor`); past it the mutant counts as killed, as the grader would stop it too. The
+    solution must pass every case it is timed on."""
+
+    def __init__(self, exercise: Exercise, margin: float = 10.0, floor: float = 2.0):
+        self.exercise, self.margin, self.floor, self.seconds = exercise, margin, floor, {}
+
+    def of(self, case_set: CaseSet, index: int, case, references) -> float:
+        key = (id(case_set), index)
+        if key not in self.seconds:
+            started = time.perf_counter()
+            outcome = run_case(self.exercise.solution, case, case_set.model, {})
+            self.seconds[key] = max(self.floor, self.margin * (time.perf_counter() - started))
+            problem = judge(outcome, references, case, "cpu")
+            if problem:
+                raise AssertionError(f"{self.exercise.id}: the solution fails its own case "
+                                     f"{index} on {case_set.model_name or 'pure'}: {problem}")
+        return self.seconds[key]
+
+
+def kills(function, exercise: Exercise, sets: list[CaseSet], limits: Limits) -> bool:
+    """Whether some case fails `function` (a wrong answer, an error, or past its time limit)."""
     previous = signal.signal(signal.SIGALRM, _alarm)
+    warnings.simplefilter("ignore")  # mutants trip the libraries' warnings by the hundred
     try:
-        for s, case_set in enumerate(sets):
-            references = case_set.references.exercises.get(exercise_id)
+        for case_set in sets:
+            references = case_set.references(exercise)
             if references is None:
                 continue
             caches: dict = {}
-            for c, case in enumerate(references.cases):
-                signal.setitimer(signal.ITIMER_REAL, limits.get((s, c), 10.0))
+            for index, case in enumerate(references.cases):
+                signal.setitimer(signal.ITIMER_REAL, limits.of(case_set, index, case, references))
                 try:
                     outcome = run_case(function, case, case_set.model, caches)
                 except _TimeLimit:
@@ -268,35 +319,16 @@ def kills(function, exercise_id: str, sets: list[_CaseSet], limits: dict) -> boo
     return False
 
 
-def solution_limits(exercise: Exercise, sets: list[_CaseSet], margin: float = 10.0,
-                    floor: float = 2.0) -> dict:
-    """Run the solution on every case (it must pass them all) and time it."""
-    limits = {}
-    for s, case_set in enumerate(sets):
-        references = case_set.references.exercises.get(exercise.id)
-        for c, case in enumerate(references.cases if references else ()):
-            started = time.perf_counter()
-            outcome = run_case(exercise.solution, case, case_set.model, {})
-            limits[(s, c)] = max(floor, margin * (time.perf_counter() - started))
-            problem = judge(outcome, references, case, "cpu")
-            if problem:
-                raise AssertionError(f"{exercise.id}: the solution fails its own case {c}: {problem}")
-    return limits
-
-
-def mutation_test(exercise: Exercise, module, sets: list[_CaseSet]) -> ExerciseReport:
-    report = ExerciseReport(exercise.id)
-    limits = solution_limits(exercise, sets)
-    recorded = dict(exercise.equivalent_mutants)
+def mutation_test(exercise: Exercise, module, sets: list[CaseSet]) -> ExerciseReport:
+    report, limits = ExerciseReport(exercise.id), Limits(exercise)
     for mutant in mutants(exercise, module):
-        if mutant.line in recorded:
+        if mutant.line in exercise.equivalent_mutants:
             report.equivalent.append(mutant.line)
-            recorded.pop(mutant.line)
-        elif kills(mutant.function, exercise.id, sets, limits):
+        elif kills(mutant.function, exercise, sets, limits):
             report.killed += 1
         else:
             report.survivors.append(mutant)
-    report.stale = list(recorded)
+    report.stale = [line for line in exercise.equivalent_mutants if line not in report.equivalent]
     return report
 
 
@@ -306,13 +338,12 @@ def run(chapter: str, exercise_ids=(), model_names=MODELS, log=print) -> list[Ex
 
     module = registry.chapter_module(chapter)
     chosen = [e for e in registry.exercises(chapter) if not exercise_ids or e.id in exercise_ids]
-    needs_model = any(e.needs_model for e in chosen)
-    log(f"{chapter}: building the cases...")
-    sets = case_sets(chapter, model_names if needs_model else (), log=log)
+    sets = case_sets(chapter, model_names)
     reports = []
     for exercise in chosen:
         started = time.perf_counter()
-        report = mutation_test(exercise, module, sets)
+        with open(os.devnull, "w") as nowhere, contextlib.redirect_stderr(nowhere):
+            report = mutation_test(exercise, module, sets)  # quiet: the solutions' progress bars
         reports.append(report)
         log(f"{exercise.id}: {report.killed}/{report.counted} killed, "
             f"{len(report.equivalent)} recorded equivalent ({time.perf_counter() - started:.0f} s)")
