@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import atexit
+import dataclasses
 import itertools
 import json
 import os
@@ -561,24 +562,54 @@ def _kill_group(pid: int) -> None:
 def _judge(exercise_id: str, parts: list, scratch: Path, device: str, model_name: str | None) -> CheckResult:
     record = json.loads((scratch / "results" / f"{exercise_id}.json").read_text())
     tensors = load_file(str(scratch / "results" / f"{exercise_id}.safetensors"))
+    verdicts = []  # (exercise, case, model, outcome, problem) for every case, notebook model first
     for n, exercise, model in parts:
         for index, case in enumerate(exercise.cases):
             label = f"{n}/{index}"
             entry = record.get(label, {"kind": "error", "message": "no answer was recorded"})
             case_device = device if any(a.kind == "model" for a in case.arguments.values()) else "cpu"
-            problem = _device_problem(entry, case_device) or judge(
-                _outcome(entry, label, tensors, case), exercise, case, "cpu")
-            if problem and model not in (None, model_name):
-                problem = (f"on the grader's second model {model} ({DISPLAY_NAMES[model]}): "
-                           f"{problem}. Your function must work for any model: read sizes "
-                           "(layers, heads, key/value heads) from the model or the tensors, and "
-                           "use the model it is given, not a global one")
-            if problem:
-                return CheckResult(exercise_id, False, f"{exercise_id} failed the hidden test: {problem}")
+            outcome = _outcome(entry, label, tensors, case)
+            problem = _device_problem(entry, case_device) or judge(outcome, exercise, case, "cpu")
+            verdicts.append((exercise, case, model, outcome, problem))
+    failure = first_failure(verdicts)
+    if failure:
+        problem, model = failure
+        if model not in (None, model_name):
+            problem = (f"on the grader's second model {model} ({DISPLAY_NAMES[model]}): "
+                       f"{problem}. Your function must work for any model: read sizes "
+                       "(layers, heads, key/value heads) from the model or the tensors, and "
+                       "use the model it is given, not a global one")
+        return CheckResult(exercise_id, False, f"{exercise_id} failed the hidden test: {problem}")
     n_cases = sum(len(exercise.cases) for _, exercise, _ in parts)
     on = f" on {len(parts)} models" if sum(m is not None for _, _, m in parts) > 1 else ""
     return CheckResult(exercise_id, True, f"✔ {exercise_id} passed ({n_cases} hidden cases{on}, "
                                           f"{tolerance_text(parts[0][1])}, graded by the sealed grader)")
+
+
+def first_failure(verdicts: list) -> tuple[str, str | None] | None:
+    """The first failed case's problem and model, from (exercise, case, model, outcome,
+    problem) per case, notebook model first. A mistake is named only where the answer makes
+    it on every case (of every model) that records it: one case can meet another bug's answer
+    by chance (on a random-weight model two bugs may pick the same layer), and naming the
+    wrong bug sends the student the wrong way. Otherwise the problem is said plainly."""
+    for exercise, case, model, outcome, problem in verdicts:
+        if not problem:
+            continue
+        mistake = _named_mistake(problem, exercise, case)
+        if mistake and not all(p == _mistake_verdict(e, mistake) for e, c, _, _, p in verdicts
+                               if mistake in c.mistakes):
+            problem = judge(outcome, exercise, dataclasses.replace(case, mistakes={}), "cpu")
+        return problem, model
+    return None
+
+
+def _named_mistake(problem: str, exercise, case) -> str | None:
+    """The mistake of `case` that the verdict `problem` names, if any."""
+    return next((m for m in case.mistakes if problem == _mistake_verdict(exercise, m)), None)
+
+
+def _mistake_verdict(exercise, mistake: str) -> str:
+    return f"it looks like you {exercise.mistake_messages[mistake]}."
 
 
 def _outcome(entry: dict, label: str, tensors: dict, case) -> Outcome:

@@ -18,6 +18,15 @@ SAEs by name (`load_sae`):
 - ``gpt2-small-res-jb-l<L>``: the public GPT-2 small residual SAEs (SAELens release
   "gpt2-small-res-jb", 24,576 features at blocks.<L>.hook_resid_pre), from the Hub.
 - a folder in SAELens' format.
+
+An SAE carries what it needs to be applied correctly. The course's SAEs were trained without
+tokens of massive norm (a few ordinary tokens reach 35x the median), so `load_sae` reads the
+limit from the manifest into ``sae.norm_limit`` (None for SAEs without one: public SAEs,
+SAEs built in memory), and applying the SAE honours it by default: `encode` gives a token of
+a larger norm no features (all zero: the SAE says nothing about it) and ``sae(x)`` passes it
+through unchanged. ``norm_limit=`` overrides it: a number sets another limit, None applies the
+SAE to every token. The training's input scaling (the manifest's ``input_scale``) needs no
+such care: it is folded into the weights, so the SAE reads raw activations.
 """
 
 from __future__ import annotations
@@ -36,6 +45,19 @@ SAE_DIR = Path(__file__).parent / "saes"
 CONFIG_FILE, WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"
 GPT2_SAE_REPO = "jbloom/GPT2-Small-SAEs-Reformatted"
 ARCHITECTURES = ("standard", "topk")
+
+
+class _OwnLimit:
+    def __repr__(self) -> str:
+        return "OWN_LIMIT"
+
+
+OWN_LIMIT = _OwnLimit()  # norm_limit=OWN_LIMIT (the default): the SAE's own `norm_limit`
+
+
+def resolve_norm_limit(sae, norm_limit=OWN_LIMIT) -> float | None:
+    """The norm limit to apply `sae` with: its own unless `norm_limit` says otherwise."""
+    return getattr(sae, "norm_limit", None) if norm_limit is OWN_LIMIT else norm_limit
 
 
 @dataclass
@@ -92,31 +114,47 @@ class SAEInfo:
 
 
 class SparseAutoencoder(nn.Module):
-    def __init__(self, cfg: SAEConfig):
+    """norm_limit: tokens of a larger norm are left alone (see the module's docstring)."""
+
+    def __init__(self, cfg: SAEConfig, norm_limit: float | None = None):
         super().__init__()
         if cfg.architecture == "topk" and not cfg.k:
             raise ValueError("A topk SAE needs k (features kept per token)")
         self.cfg = cfg
+        self.norm_limit = norm_limit
         self.W_enc = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_sae))
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature activations [..., d_sae] of activations x [..., d_in]."""
+    def _over(self, x: torch.Tensor, norm_limit) -> torch.Tensor | None:
+        """bool [..., 1]: the tokens of x over the norm limit (None: no limit)."""
+        limit = resolve_norm_limit(self, norm_limit)
+        return None if limit is None else x.norm(dim=-1, keepdim=True) > limit
+
+    def encode(self, x: torch.Tensor, norm_limit=OWN_LIMIT) -> torch.Tensor:
+        """Feature activations [..., d_sae] of activations x [..., d_in]; all zero for a
+        token over the norm limit (default: the SAE's own; None: no limit)."""
+        over = self._over(x, norm_limit)
         if self.cfg.apply_b_dec_to_input:
             x = x - self.b_dec
         pre = x @ self.W_enc + self.b_enc
         if self.cfg.architecture == "standard":
-            return torch.relu(pre)
-        values, indices = pre.topk(self.cfg.k, dim=-1)
-        return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
+            features = torch.relu(pre)
+        else:
+            values, indices = pre.topk(self.cfg.k, dim=-1)
+            features = torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
+        return features if over is None else features.masked_fill(over, 0.0)
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         return features @ self.W_dec + self.b_dec
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+    def forward(self, x: torch.Tensor, norm_limit=OWN_LIMIT) -> torch.Tensor:
+        """The reconstruction of x [..., d_in]; a token over the norm limit (default: the
+        SAE's own; None: no limit) is passed through unchanged."""
+        over = self._over(x, norm_limit)
+        x_hat = self.decode(self.encode(x, norm_limit=None))
+        return x_hat if over is None else torch.where(over, x, x_hat)
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
@@ -168,6 +206,7 @@ def load_sae_folder(folder: Path, name: str | None = None, device: str = "cpu",
     sae.course_info = SAEInfo(name or folder.name, fingerprint(sae), source or str(folder))
     manifest = folder / "manifest.json"  # how the course's own SAEs were trained and measured
     sae.manifest = json.loads(manifest.read_text()) if manifest.is_file() else None
+    sae.norm_limit = ((sae.manifest or {}).get("outliers") or {}).get("norm_limit")
     return sae
 
 

@@ -15,7 +15,9 @@ dominate every sum. The spliced runs replace every position from 1 on.
 
 norm_limit: an SAE trained without tokens of massive norm (`TrainingConfig.outlier_norm_ratio`)
 is measured without them too: they are left out of the statistics and kept as they are in
-the spliced run, as BOS is.
+the spliced run, as BOS is. By default the limit is the SAE's own (``sae.norm_limit``, read
+from its manifest by `load_sae`); pass a number for another, or None to apply the SAE to
+every token.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .harvest import activations_at
+from .sae import OWN_LIMIT, resolve_norm_limit
 
 DENSE_ABOVE = 0.1
 
@@ -36,7 +39,8 @@ def ordinary_tokens(model, tokens: torch.Tensor) -> torch.Tensor:
 
 def splice_hook(replacement, first: int = 1):
     """A hook that replaces positions first.. of the activation with replacement(them)
-    (default: all but BOS)."""
+    (default: all but BOS). ``splice_hook(sae)`` splices an SAE in: ``sae(x)`` leaves the
+    tokens over its norm limit as they are (`reconstruct_below` for another limit)."""
     def hook(activation, hook):
         out = activation.clone()
         out[:, first:] = replacement(activation[:, first:])
@@ -50,21 +54,23 @@ def next_token_loss(model, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
         return model(tokens.to(model.cfg.device), return_type="loss")
 
 
-def reconstruct_below(sae, norm_limit: float | None):
-    """x -> the SAE's reconstruction of x, except where |x| > norm_limit (kept as it is)."""
-    if norm_limit is None:
-        return sae
-    return lambda x: torch.where(x.norm(dim=-1, keepdim=True) > norm_limit, x, sae(x))
+def reconstruct_below(sae, norm_limit=OWN_LIMIT):
+    """x -> the SAE's reconstruction of x, except where |x| > norm_limit (kept as it is).
+    Default: the SAE's own limit; None: reconstruct every token."""
+    return lambda x: sae(x, norm_limit=norm_limit)
 
 
 @torch.no_grad()
 def evaluate_sae(model, sae, tokens: torch.Tensor, batch_size: int = 16,
-                 norm_limit: float | None = None, progress: bool = True,
+                 norm_limit=OWN_LIMIT, progress: bool = True,
                  baseline: dict | None = None) -> dict:
     """An SAE's metrics on `tokens` [row, pos] (see the module's docstring).
 
+    norm_limit: tokens of a larger norm are left out of the statistics and kept as they are
+    in the spliced run; default the SAE's own (``sae.norm_limit``), None: no limit.
     baseline: metrics of another SAE on the same tokens, whose clean and zero-ablation losses
     are reused instead of recomputed (they do not depend on the SAE)."""
+    norm_limit = resolve_norm_limit(sae, norm_limit)
     hook = sae.cfg.hook_name
     totals = dict(l0=0.0, squared_error=0.0, count=0, clean=0.0, sae=0.0, zero=0.0)
     sums, squares = 0.0, 0.0
@@ -73,7 +79,7 @@ def evaluate_sae(model, sae, tokens: torch.Tensor, batch_size: int = 16,
         x = activations_at(model, batch, hook)[:, 1:].flatten(0, 1).to(sae.W_enc.device)
         x = x[ordinary_tokens(model, batch[:, 1:]).flatten().to(x.device)]
         x = x[x.norm(dim=-1) <= norm_limit] if norm_limit is not None else x
-        features = sae.encode(x)
+        features = sae.encode(x, norm_limit=None)  # those over the limit are left out above
         totals["l0"] += float((features > 0).sum())
         totals["squared_error"] += float((sae.decode(features) - x).pow(2).sum())
         sums = sums + x.sum(0)

@@ -143,7 +143,9 @@ def train_sae(shards, config: TrainingConfig, sae_config: SAEConfig,
     With config.normalize_inputs, it trains on activations scaled by s = sqrt(d_in) / their
     mean norm (one L1 coefficient then suits any model), and folds s back in at the end
     (b_enc and b_dec divided by s: a ReLU of scaled inputs is the scaled ReLU), so the SAE
-    returned reads the raw activations and its decoder rows keep unit norm."""
+    returned reads the raw activations and its decoder rows keep unit norm. With
+    config.outlier_norm_ratio, it carries the norm limit it was trained below (`norm_limit`):
+    applying it leaves tokens over the limit alone (see `readheads.sae`)."""
     generator = torch.Generator().manual_seed(config.seed)
     device = shards.device
     first = shards.shard(0)
@@ -198,6 +200,7 @@ def train_sae(shards, config: TrainingConfig, sae_config: SAEConfig,
     sae.requires_grad_(False)
     sae.b_enc /= scale
     sae.b_dec /= scale
+    sae.norm_limit = history.norm_limit
     return sae, history
 
 
@@ -231,8 +234,8 @@ def _measure_only(args) -> None:
     sae = load_sae_folder(out, out.name, args.device)
     _, eval_rows = course_tokens(model.tokenizer, args.context_size, args.eval_rows)
     manifest = json.loads((out / "manifest.json").read_text())
-    norm_limit = (manifest.get("outliers") or {}).get("norm_limit")
-    manifest["metrics_on_held_out_rows"] = evaluate_sae(model, sae, eval_rows, norm_limit=norm_limit)
+    # below the manifest's norm limit, which the SAE read with it
+    manifest["metrics_on_held_out_rows"] = evaluate_sae(model, sae, eval_rows)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(json.dumps(manifest["metrics_on_held_out_rows"], indent=1))
 
@@ -288,7 +291,8 @@ def main(argv=None) -> None:
     out = args.out or SAE_DIR / name
     sae.save(out, dtype=torch.float16)  # what is measured below is the stored SAE
     sae = load_sae_folder(out, name, args.device)
-    metrics = evaluate_sae(model, sae, eval_rows, norm_limit=history.norm_limit)
+    sae.norm_limit = history.norm_limit  # the folder's manifest, if any, is an older run's
+    metrics = evaluate_sae(model, sae, eval_rows)
     twin = None
     if args.twin_seed >= 0:
         twin_sae, _ = train_sae(shards, replace(config, seed=args.twin_seed), sae_config)
@@ -301,7 +305,7 @@ def main(argv=None) -> None:
     for l1_coefficient in args.l1_sweep:
         swept, _ = train_sae(shards, replace(config, l1_coefficient=l1_coefficient), sae_config)
         sweep.append({"l1_coefficient": l1_coefficient, **evaluate_sae(
-            model, swept, eval_rows, norm_limit=history.norm_limit, baseline=metrics)})
+            model, swept, eval_rows, baseline=metrics)})
     manifest = {
         "name": name, "fingerprint": sae.course_info.fingerprint, "model": model.course_info.key,
         "hook_name": hook_name,

@@ -739,8 +739,11 @@ EXERCISES.append(Exercise(
     "grader's 4-layer models, else of one seeded layer",
     **MODEL_TOL, needs_model=True, mistakes=_ABLATION_MISTAKES, equivalent_mutants={
         **SEQ_LEN_EQUIVALENTS,
+        "increases = torch.zeros(len(layers), n_heads)":
+            "the same on the CPU; on a GPU the grader's device check fails it",
         "_, cache = model.run_with_cache(tokens)": "names_filter only keeps fewer activations "
-                                                   "in memory; the values read are the same"}))
+                                                   "in memory; the values read are the same",
+        "for row, layer, heads in tqdm(passes):": "desc only labels the progress bar"}))
 
 
 # --- Exercise 12: direct logit attribution -----------------------------------------------

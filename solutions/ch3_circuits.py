@@ -759,6 +759,8 @@ EXERCISES.append(Exercise(
     ), equivalent_mutants={
         "_, clean_cache = model.run_with_cache(clean)":
             "names_filter only keeps fewer activations in memory; the values read are the same",
+        "_, corrupted_cache = model.run_with_cache(corrupted)":
+            "names_filter only keeps fewer activations in memory; the values read are the same",
         "results = torch.zeros(2, model.cfg.n_layers)":
             "the same on the CPU; on a GPU the grader's device check fails it",
         "for layer in tqdm(range(model.cfg.n_layers)):":

@@ -42,6 +42,27 @@ def _setup_cases(model, generator, **extra):
     return cases
 
 
+# Mutants that leave out a cached run's names_filter, equivalent for every exercise that makes
+# these runs (recorded in each declaration below).
+UNFILTERED = "without names_filter the run caches every hook: the same values, more memory"
+UNFILTERED_CORRUPTED_CACHE = {"_, corrupted_cache = model.run_with_cache(as_tokens(corrupted))": UNFILTERED}
+UNFILTERED_CACHES = {"_, clean_cache = model.run_with_cache(as_tokens(clean))": UNFILTERED,
+                     **UNFILTERED_CORRUPTED_CACHE}
+
+
+def _from_clean(metric):
+    """`metric` turned round: 0 on the clean run and 1 on the corrupted one, a distance from
+    the whole model's behaviour (as ACDC's KL divergence from the clean model is, 0 for the
+    whole model). Its changes are the same size; a change *relative* to it has no meaning."""
+    return metric._replace(clean=metric.corrupted, corrupted=metric.clean)
+
+
+def _two_figures(value: float) -> float:
+    """`value` to two significant figures: a threshold found from a model's outputs must be
+    the same number on every CPU, which rounds those outputs differently."""
+    return float(f"{value:.2g}")
+
+
 # --- Exercise 1: the gradient of the metric at many activations, in one backward pass -----
 
 
@@ -160,7 +181,11 @@ def _residual_batch_mean(model, clean, corrupted, metric):
 EXERCISES.append(Exercise(
     attribution_residual, ("layer", "pos"), _setup_cases,
     "3 ABC-corrupted prompts of seed 0 and, hidden, 2 to 4 seeded prompts (ABC or swapped names)",
-    **SUM_TOL, needs_model=True, mistakes=(
+    **SUM_TOL, needs_model=True, equivalent_mutants={**UNFILTERED_CACHES,
+        "wanted = lambda name: name not in names  # noqa: E731":
+            "the filter also sees each hook's canonical name (blocks.{layer}.hook_in, of which "
+            "hook_resid_pre is an alias): that is cached and the alias reads it, more memory",
+    }, mistakes=(
         Mistake("clean_gradient", "took the gradient on the clean run; the estimate of patching "
                 "into the corrupted run uses the corrupted run's gradient", _residual_clean_gradient),
         Mistake("sign", "used corrupted - clean; patching moves the activation from the "
@@ -214,7 +239,7 @@ def _layers_last_position(model, clean, corrupted, metric):
 EXERCISES.append(Exercise(
     attribution_layer_outputs, ("component", "layer"), _setup_cases,
     "3 ABC-corrupted prompts of seed 0 and, hidden, 2 to 4 seeded prompts (ABC or swapped names)",
-    **SUM_TOL, needs_model=True, mistakes=(
+    **SUM_TOL, needs_model=True, equivalent_mutants=UNFILTERED_CACHES, mistakes=(
         Mistake("mlp_first", "put the MLP outputs in row 0; row 0 is attention, row 1 MLP",
                 _layers_mlp_first),
         Mistake("last_position", "summed at each prompt's last token only; the output is "
@@ -260,7 +285,7 @@ def _heads_absolute(model, clean, corrupted, metric):
 EXERCISES.append(Exercise(
     attribution_head_outputs, ("layer", "head"), _setup_cases,
     "3 ABC-corrupted prompts of seed 0 and, hidden, 2 to 4 seeded prompts (ABC or swapped names)",
-    **SUM_TOL, needs_model=True, mistakes=(
+    **SUM_TOL, needs_model=True, equivalent_mutants=UNFILTERED_CACHES, mistakes=(
         Mistake("clean_gradient", "took the gradient on the clean run; use the corrupted run's",
                 _heads_clean_gradient),
         Mistake("absolute", "summed the absolute values of the products; the estimate is the "
@@ -301,7 +326,12 @@ def _pearson_cases(generator):
 
 EXERCISES.append(Exercise(
     pearson_correlation, (), _pearson_cases, "seeded scores with a nonzero mean and a noisy copy",
-    **PURE_TOL, mistakes=(
+    **PURE_TOL, equivalent_mutants={
+        "deleted: x, y = x.flatten().double(), y.flatten().double()":
+            "the same formula over all elements (mean, sum and norm of the unflattened tensors), "
+            "in the inputs' float32: the double is for precision, which the tolerance grants a "
+            "float32 answer",
+    }, mistakes=(
         Mistake("uncentred", "did not subtract the means: that is the cosine similarity, not the "
                 "correlation", _pearson_uncentred),
         Mistake("first_row", "correlated only the first row (layer); flatten both tensors first",
@@ -338,12 +368,19 @@ def _disagreement_cases(generator):
         exact = torch.randn(layers, heads, generator=generator)
         estimate = exact + 0.3 * torch.randn(layers, heads, generator=generator) ** 3
         return dict(exact=exact, estimate=estimate, k=k)
-    return [pair(6, 4, 3), pair(12, 9, 5), pair(30, 9, 8)]
+    cases = [pair(6, 4, 3), pair(12, 9, 5), pair(30, 9, 8)]
+    # any number of dimensions: scores by (layer, position, head)
+    shape = (_randint(generator, 2, 5), _randint(generator, 3, 7), _randint(generator, 2, 6))
+    exact = torch.randn(shape, generator=generator)
+    cases.append(dict(exact=exact, estimate=exact + 0.3 * torch.randn(shape, generator=generator) ** 3,
+                      k=_randint(generator, 2, 7)))
+    return cases
 
 
 EXERCISES.append(Exercise(
     largest_disagreements, ("component", "index"), _disagreement_cases,
-    "seeded exact scores and a noisy estimate; k 3 to 8", atol=0, rtol=0, mistakes=(
+    "seeded exact scores [layer, head] and a noisy estimate, k 3 to 8 and, hidden, 3-D scores "
+    "[layer, position, head], k 2 to 6", atol=0, rtol=0, mistakes=(
         Mistake("signed", "took the largest signed difference; an estimate that is too high is "
                 "as wrong as one too low: use the absolute difference", _disagreements_signed),
         Mistake("largest_exact", "took the components with the largest exact effect, not the "
@@ -438,7 +475,7 @@ def prune_heads(model, clean, corrupted, metric, threshold: float, layers: list[
     whole model; visit the heads from the last layer to the first (within a layer, head 0
     first); remove a head for good if removing it changes the metric of the current circuit
     (`metric_with_heads_removed`, with the corrupted run's cache made once) by less than
-    `threshold` in absolute value.
+    `threshold` in absolute value (strictly: with threshold 0 every head stays).
 
     Returns bool [n_layers, n_heads]: True for the heads kept (the circuit).
     """
@@ -495,15 +532,102 @@ def _prune_cases(model, generator):
     second_half = n_layers // 2 + torch.randperm(n_layers - n_layers // 2, generator=generator)[:3]
     threshold = float(torch.empty(1).uniform_(0.02, 0.1, generator=generator))
     cases[1].update(threshold=threshold, layers=sorted(second_half.tolist()))
+    cases.append(_head_order_case(model, generator))
+    # nothing corrupted (no removal changes anything) and threshold 0: every head stays
+    last = cases[-1]
+    cases.append(dict(last, corrupted=last["clean"], threshold=0.0))
     return cases
+
+
+def _prune_one_layer(model, clean, cache, metric, threshold, layer, heads):
+    """`prune_heads` over one layer, visiting `heads` in the order given: (the heads kept,
+    the |change| of each visit)."""
+    removed = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool)
+    current = metric_with_heads_removed(model, clean, cache, metric, removed)
+    changes = []
+    for head in heads:
+        removed[layer, head] = True
+        value = metric_with_heads_removed(model, clean, cache, metric, removed)
+        changes.append(abs(float(value - current)))
+        if changes[-1] < threshold:
+            current = value
+        else:
+            removed[layer, head] = False
+    return ~removed, changes
+
+
+def _order_matters(values, threshold) -> bool:
+    """Whether a search over two heads a, b removes other heads visiting a first than visiting
+    b first. values: the metric with nothing, a, b and both removed."""
+    nothing, a, b, both = values
+
+    def search(first, second):
+        removed, current = set(), nothing
+        if abs(first[1] - current) < threshold:
+            removed, current = {first[0]}, first[1]
+        if abs((both if removed else second[1]) - current) < threshold:
+            removed.add(second[0])
+        return removed
+
+    return search(("a", a), ("b", b)) != search(("b", b), ("a", a))
+
+
+def _head_order_case(model, generator):
+    """2 seeded prompts, the metric from the clean run (`_from_clean`) and one layer of the
+    second half with a threshold at which the order of the visits within the layer matters:
+    visiting its heads from the last one removes other heads than visiting them from head 0,
+    and every |change| either search meets is at least 5% away from the threshold. Found from
+    the pairs of the layer's 5 most important heads whose effects interact (each alone matters
+    less than both together, or more); where no layer of two has one, the case is one layer
+    with a threshold between two heads' effects."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    kind = ("abc", "swapped")[_randint(generator, 0, 2)]
+    clean, corrupted, metric = patching_setup(model, 2, _seed(generator), kind)
+    metric = _from_clean(metric)
+    _, cache = model.run_with_cache(as_tokens(corrupted), names_filter=lambda name: name.endswith("hook_z"))
+
+    def value(layer, heads):
+        removed = torch.zeros(n_layers, n_heads, dtype=torch.bool)
+        for head in heads:
+            removed[layer, head] = True
+        return float(metric_with_heads_removed(model, clean, cache, metric, removed))
+
+    nothing, fallback = value(0, []), None
+    for layer in (n_layers // 2 + torch.randperm(n_layers - n_layers // 2, generator=generator))[:2].tolist():
+        single = [value(layer, [head]) for head in range(n_heads)]
+        effects = sorted(abs(v - nothing) for v in single)
+        fallback = fallback or dict(layers=[layer], threshold=_two_figures((effects[-2] * effects[-1]) ** 0.5))
+        important = sorted(range(n_heads), key=lambda head: -abs(single[head] - nothing))[:5]
+        options = []
+        for a, b in ((a, b) for a in important for b in important if a < b):
+            values = (nothing, single[a], single[b], value(layer, [a, b]))
+            changes = sorted({abs(x - y) for x in values for y in values} - {0.0})
+            for low, high in zip(changes, changes[1:]):
+                threshold = _two_figures((low * high) ** 0.5)
+                if min(threshold / low, high / threshold) > 1.05 and _order_matters(values, threshold):
+                    options.append((high / low, threshold))
+        for _, threshold in sorted(options, reverse=True)[:2]:
+            kept, forward = _prune_one_layer(model, clean, cache, metric, threshold, layer, range(n_heads))
+            kept_backward, backward = _prune_one_layer(model, clean, cache, metric, threshold, layer,
+                                                       reversed(range(n_heads)))
+            if (kept != kept_backward).any() and all(abs(c - threshold) > 0.05 * threshold for c in forward + backward):
+                return dict(model=model, clean=clean, corrupted=corrupted, metric=metric, threshold=threshold,
+                            layers=[layer])
+    return dict(model=model, clean=clean, corrupted=corrupted, metric=metric, **fallback)
 
 
 EXERCISES.append(Exercise(
     prune_heads, ("layer", "head"), _prune_cases,
     "3 ABC-corrupted prompts of seed 0, threshold 0.05 over three layers of the second half "
     "and, hidden, 2 to 4 seeded prompts (ABC or swapped names), a seeded threshold (0.02 to "
-    "0.1) over 3 seeded layers of the second half",
-    atol=0, rtol=0, needs_model=True, mistakes=(
+    "0.1) over 3 seeded layers of the second half, and 2 seeded prompts with the metric "
+    "turned round (0 on the clean run) over one layer, at a threshold where the order of the "
+    "visits within the layer matters (found from the model's outputs), then with nothing "
+    "corrupted at threshold 0",
+    atol=0, rtol=0, needs_model=True, equivalent_mutants={**UNFILTERED_CORRUPTED_CACHE,
+        "for layer in tqdm(sorted(layers, reverse=True)):":
+            "only the progress bar's label",
+    }, mistakes=(
         Mistake("first_layer_first", "visited the layers from the first; ACDC works back from "
                 "the output, so visit the last layer first", _prune_first_layer_first),
         Mistake("signed", "compared the signed change with the threshold, which removes every "
@@ -591,7 +715,12 @@ EXERCISES.append(Exercise(
     edge_attribution, ("sender_layer", "sender_head", "receiver_layer", "receiver"),
     _edge_attribution_cases,
     "3 ABC-corrupted prompts of seed 0, query edges and, hidden, 2 to 4 seeded prompts (ABC or "
-    "swapped names), key or value edges", **SUM_TOL, needs_model=True, mistakes=(
+    "swapped names), key or value edges", **SUM_TOL, needs_model=True,
+    equivalent_mutants={**UNFILTERED_CACHES,
+        "layers = torch.arange(n_layers)":
+            "the same mask where graded, on the CPU (on a GPU the CPU mask meets the scores "
+            "there and the call raises, which the check reports)",
+    }, mistakes=(
         Mistake("layer_gradient", "took the gradient at the receiver layer's residual stream "
                 "(hook_resid_pre), which every head, input and the MLP of that layer share: "
                 "inside split_qkv_inputs, take it at the receiver's own input "
@@ -642,7 +771,7 @@ def _logit_edges_every_path(model, clean, corrupted, metric):
 EXERCISES.append(Exercise(
     edge_attribution_logits, ("layer", "head"), _setup_cases,
     "3 ABC-corrupted prompts of seed 0 and, hidden, 2 to 4 seeded prompts (ABC or swapped names)",
-    **SUM_TOL, needs_model=True, mistakes=(
+    **SUM_TOL, needs_model=True, equivalent_mutants=UNFILTERED_CACHES, mistakes=(
         Mistake("after_norm", "took the gradient after the final normalisation "
                 "(ln_final.hook_out); the heads write to its input, ln_final.hook_in",
                 _logit_edges_after_norm),
@@ -783,7 +912,8 @@ def prune_edges(model, clean, corrupted, metric, threshold: float, edges: torch.
     backwards, as `candidate_edges` makes them); every other edge stays. Visit the rows in
     order and cut an edge for good if cutting it changes the metric of the current circuit
     (`metric_with_edges_removed`, with the corrupted run's cache made once) by less than
-    `threshold` in absolute value. Returns bool [n_edges]: True for the edges kept.
+    `threshold` in absolute value (strictly: with threshold 0 every edge stays). Returns bool
+    [n_edges]: True for the edges kept.
     """
     ### BEGIN SOLUTION
     _, corrupted_cache = model.run_with_cache(as_tokens(corrupted), names_filter=lambda name: name.endswith("hook_z"))
@@ -833,15 +963,59 @@ def _prune_edges_cases(model, generator):
     heads = _circuit_heads(model, cases[1], _randint(generator, 3, 6))
     threshold = float(torch.empty(1).uniform_(0.01, 0.05, generator=generator))
     cases[1].update(threshold=threshold, edges=candidate_edges(model, heads))
+    cases += _edge_threshold_cases(model, generator)
     return cases
+
+
+def _edge_threshold_cases(model, generator):
+    """Two cases on 2 seeded prompts and the edges among their 3 most attributed heads:
+
+    - the metric turned round (`_from_clean`: 0 for the whole model, so a threshold on the
+      change relative to the metric cuts nothing) and a threshold between two edges' effects
+      at which the search cuts some edges, every |change| it meets at least 5% away from it;
+    - nothing corrupted (the corrupted prompts are the clean ones: no cut changes anything)
+      and threshold 0: no change is below 0, so every edge stays.
+    """
+    kind = ("abc", "swapped")[_randint(generator, 0, 2)]
+    clean, corrupted, metric = patching_setup(model, 2, _seed(generator), kind)
+    edges = candidate_edges(model, _circuit_heads(model, dict(clean=clean, corrupted=corrupted, metric=metric), 3))
+    turned = _from_clean(metric)
+    _, cache = model.run_with_cache(as_tokens(corrupted), names_filter=lambda name: name.endswith("hook_z"))
+    nothing = metric_with_edges_removed(model, clean, cache, turned, edges[:0])
+    effects = sorted(abs(float(metric_with_edges_removed(model, clean, cache, turned, edges[i:i + 1]) - nothing))
+                     for i in range(len(edges)))
+    candidates = [_two_figures((low * high) ** 0.5) for low, high in zip(effects, effects[1:]) if high > 1.2 * low]
+    threshold = candidates[0] if candidates else _two_figures(effects[-1] * 1.5)
+    for candidate in candidates[:3]:
+        cut = torch.zeros(len(edges), dtype=torch.bool)
+        current, clear = nothing, True
+        for index in range(len(edges)):
+            cut[index] = True
+            value = metric_with_edges_removed(model, clean, cache, turned, edges[cut])
+            clear = clear and abs(abs(float(value - current)) - candidate) > 0.05 * candidate
+            if abs(float(value - current)) < candidate:
+                current = value
+            else:
+                cut[index] = False
+        if cut.any() and clear:
+            threshold = candidate
+            break
+    return [dict(model=model, clean=clean, corrupted=corrupted, metric=turned, threshold=threshold, edges=edges),
+            dict(model=model, clean=clean, corrupted=clean, metric=metric, threshold=0.0, edges=edges)]
 
 
 EXERCISES.append(Exercise(
     prune_edges, ("edge",), _prune_edges_cases,
     "3 ABC-corrupted prompts of seed 0, threshold 0.02 over the edges among its 4 most "
     "attributed heads and, hidden, 2 to 4 seeded prompts (ABC or swapped names), a seeded "
-    "threshold (0.01 to 0.05) over the edges among 3 to 5 most attributed heads",
-    atol=0, rtol=0, needs_model=True, mistakes=(
+    "threshold (0.01 to 0.05) over the edges among 3 to 5 most attributed heads, and 2 "
+    "seeded prompts over the edges among their 3 most attributed heads, with the metric "
+    "turned round (0 on the clean run) at a threshold where some edges are cut (found from "
+    "the model's outputs), and with nothing corrupted at threshold 0",
+    atol=0, rtol=0, needs_model=True, equivalent_mutants={**UNFILTERED_CORRUPTED_CACHE,
+        "for index in tqdm(range(len(edges))):":
+            "only the progress bar's label",
+    }, mistakes=(
         Mistake("reversed", "visited the edges from the last row; the rows come from the output "
                 "backwards, the order ACDC visits them in", _prune_edges_reversed),
         Mistake("signed", "compared the signed change with the threshold: compare |change|",
@@ -883,12 +1057,31 @@ def _precision_recall_cases(generator):
         found = (torch.rand(layers, heads, generator=generator) < p_found) | (
             reference & (torch.rand(layers, heads, generator=generator) < 0.6))
         return dict(found=found, reference=reference)
-    return [pair(6, 4, 0.2, 0.3), pair(12, 12, 0.1, 0.15), pair(30, 9, 0.05, 0.08)]
+    cases = [pair(6, 4, 0.2, 0.3), pair(12, 12, 0.1, 0.15), pair(30, 9, 0.05, 0.08)]
+    # nothing found and an empty reference (both 0/0, defined as 0), then one head found that
+    # is the reference's only head (precision and recall 1)
+    layers, heads = _randint(generator, 2, 8), _randint(generator, 2, 8)
+    empty = torch.zeros(layers, heads, dtype=torch.bool)
+    cases.append(dict(found=empty, reference=empty.clone()))
+    one = torch.zeros(layers, heads, dtype=torch.bool)
+    one.view(-1)[_randint(generator, 0, layers * heads)] = True
+    cases.append(dict(found=one, reference=one.clone()))
+    return cases
 
 
 EXERCISES.append(Exercise(
     head_precision_recall, ("measure",), _precision_recall_cases,
-    "seeded reference circuits and found sets that share part of them", **PURE_TOL, mistakes=(
+    "seeded reference circuits and found sets that share part of them and, hidden, empty "
+    "sets (0/0) and single heads", **PURE_TOL, equivalent_mutants={
+        "precision = both / found.sum() if found.any() else both":
+            "where nothing is found, both = |found and reference| is 0 already",
+        "precision = both / found.sum() if found.any() else both * 1":
+            "where nothing is found, both = |found and reference| is 0 already",
+        "recall = both / reference.sum() if reference.any() else both":
+            "where the reference is empty, both = |found and reference| is 0 already",
+        "recall = both / reference.sum() if reference.any() else both * 1":
+            "where the reference is empty, both = |found and reference| is 0 already",
+    }, mistakes=(
         Mistake("swapped", "returned (recall, precision); precision divides by the heads found",
                 _precision_recall_swapped),
         Mistake("over_all", "divided by every head for precision; divide by the heads found",
@@ -928,12 +1121,24 @@ def _overlap_cases(generator):
         base = torch.rand(layers, heads, generator=generator) < 0.2
         flips = torch.rand(n, layers, heads, generator=generator) < 0.1
         return dict(circuits=base ^ flips)
-    return [circuits(3, 6, 4), circuits(5, 12, 12), circuits(4, 30, 9)]
+    cases = [circuits(3, 6, 4), circuits(5, 12, 12), circuits(4, 30, 9)]
+    # two empty circuits (overlap 1), a single head (overlap 0 with an empty one) and two heads
+    layers, heads = _randint(generator, 2, 8), _randint(generator, 2, 8)
+    small = torch.zeros(4, layers * heads, dtype=torch.bool)
+    first, second = torch.randperm(layers * heads, generator=generator)[:2].tolist()
+    small[1, first] = small[2, first] = small[2, second] = True
+    order = torch.randperm(4, generator=generator)
+    cases.append(dict(circuits=small[order].view(4, layers, heads)))
+    return cases
 
 
 EXERCISES.append(Exercise(
     circuit_overlaps, ("circuit", "circuit"), _overlap_cases,
-    "seeded circuits that differ from a shared one by random flips", **PURE_TOL, mistakes=(
+    "seeded circuits that differ from a shared one by random flips and, hidden, two empty "
+    "circuits, one of a single head and one of two heads", **PURE_TOL, equivalent_mutants={
+        "return torch.where(either > 0, both / either.clamp_min(0), torch.ones_like(both))":
+            "where either is 0 torch.where takes the ones, so the 0/0 it computes there is unused",
+    }, mistakes=(
         Mistake("over_smaller", "divided by the smaller circuit's size; the Jaccard overlap "
                 "divides by the union", _overlaps_over_smaller),
         Mistake("shared_count", "returned the number of shared heads; divide by the union",

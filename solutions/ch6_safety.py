@@ -109,7 +109,9 @@ def residual_at(model, tokens: torch.Tensor, positions: torch.Tensor, layers: li
     """The residual stream after each layer in `layers` (``blocks.{layer}.hook_resid_post``)
     at one position per row (`positions` [n]), from one forward pass that caches only those
     hooks and stops after the last of them (``stop_at_layer=max(layers) + 1``: the later
-    layers and the unembedding are the slow part). Returns [len(layers), n, d_model] on the CPU.
+    layers and the unembedding are the slow part). `layers` may come in any order and repeat
+    a layer: entry i of the result is layer ``layers[i]``. Returns [len(layers), n, d_model]
+    on the CPU.
     """
     ### BEGIN SOLUTION
     names = [f"blocks.{layer}.hook_resid_post" for layer in layers]
@@ -136,15 +138,31 @@ def _residual_cases(model, generator):
     hidden = truth_statements(model, _some_items(model, generator, 2, 5))
     last = model.cfg.n_layers - 1
     layers = sorted(torch.randperm(model.cfg.n_layers, generator=generator)[:_randint(generator, 1, 4)].tolist())
+    # unsorted, with a repeat: the result follows `layers` as given (no sorting, no de-duplication)
+    low, high = sorted(torch.randperm(model.cfg.n_layers, generator=generator)[:2].tolist())
+    few = truth_statements(model, _some_items(model, generator, 2, 3))
     return [dict(model=model, tokens=visible.tokens, positions=visible.end_pos - 1, layers=[0, last // 2, last]),
-            dict(model=model, tokens=hidden.tokens, positions=hidden.end_pos, layers=layers)]
+            dict(model=model, tokens=hidden.tokens, positions=hidden.end_pos, layers=layers),
+            dict(model=model, tokens=few.tokens, positions=few.end_pos, layers=[high, low, high])]
 
 
 EXERCISES.append(Exercise(
     residual_at, ("layer", "row", "d_model"), _residual_cases,
     "the statements of the first three capitals and sums at their completion, three layers, "
-    "and, hidden, 2 to 4 seeded items' statements at their full stop, 1 to 3 seeded layers",
-    **MODEL_TOL, needs_model=True, mistakes=(
+    "and, hidden, 2 to 4 seeded items' statements at their full stop, 1 to 3 seeded layers, "
+    "and 2 seeded items' statements at two seeded layers listed unsorted with a repeat",
+    **MODEL_TOL, needs_model=True, equivalent_mutants={
+        "_, cache = model.run_with_cache(tokens.to(model.cfg.device), stop_at_layer=max(layers) + 1)":
+            "without names_filter the run caches every hook: the same values, more memory",
+        "_, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=lambda name: name in names)":
+            "without stop_at_layer the run goes on to the logits: the same cached values, more time",
+        "_, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=lambda name: name not in names,":
+            "the filter also sees each hook's canonical name (blocks.{layer}.hook_out, of which "
+            "hook_resid_post is an alias): that is cached and the alias reads it, more memory",
+        "stop_at_layer=max(layers) + 2)":
+            "one layer more than needed (no error where max(layers) is the last layer, as the "
+            "visible case checks): the same cached values, more time",
+    }, mistakes=(
         Mistake("resid_pre", "read hook_resid_pre, the stream *entering* the layer (the "
                 "previous layer's output); read hook_resid_post", _residual_pre),
         Mistake("last_column", "read the last column; rows are right-padded, so read each row "
@@ -361,15 +379,37 @@ def _layered(generator, n_layers, n, d):
     return torch.stack(layers), labels, train
 
 
+def _boundary_rows(generator):
+    """Exact rows in 2 dimensions for a score at the threshold: 8 training rows on the corners
+    (±2, ±2), each corner twice (label: x > 0, control: y > 0), so each DoM probe has 4 rows
+    per class, its midpoint is the shared integer offset and its score is 4x (labels) or 4y
+    (control), exactly however it is computed. 4 held-out rows: (0, 3) true (score exactly 0:
+    not "true"), (1/8, -3) true (score 1/2), (3, 3) true and (-3, -3) false; seeded order.
+    Returns acts [12, 2], labels, control, train."""
+    corners = torch.tensor([[2.0, 2.0], [2.0, -2.0], [-2.0, 2.0], [-2.0, -2.0]]).repeat(2, 1)
+    held_out = torch.tensor([[0.0, 3.0], [0.125, -3.0], [3.0, 3.0], [-3.0, -3.0]])
+    acts = torch.cat([corners, held_out]) + torch.randint(-3, 4, (2,), generator=generator).float()
+    labels = torch.cat([corners[:, 0] > 0, torch.tensor([True, True, True, False])])
+    control = torch.cat([corners[:, 1] > 0, torch.tensor([True, False, True, False])])
+    train = torch.arange(12) < 8
+    order = torch.randperm(12, generator=generator)
+    return acts[order], labels[order], control[order], train[order]
+
+
 def _layer_cases(generator):
-    return [dict(zip(("acts", "labels", "train"), _layered(generator, *shape)))
-            for shape in ((4, 16, 12), (_randint(generator, 3, 7), _randint(generator, 16, 40), _randint(generator, 8, 30)))]
+    cases = [dict(zip(("acts", "labels", "train"), _layered(generator, *shape)))
+             for shape in ((4, 16, 12), (_randint(generator, 3, 7), _randint(generator, 16, 40), _randint(generator, 8, 30)))]
+    # a held-out score of exactly 0 (says false) in layer 0; layer 1 scales it by 2 (scores 16x)
+    acts, labels, _, train = _boundary_rows(generator)
+    cases.append(dict(acts=torch.stack([acts, 2 * acts - 1]), labels=labels, train=train))
+    return cases
 
 
 EXERCISES.append(Exercise(
     accuracy_by_layer, ("layer",), _layer_cases,
     "seeded rows whose truth direction is strong in some layers and absent in others, a "
-    "seeded training split", **PURE_TOL, mistakes=(
+    "seeded training split and, hidden, exact rows with a held-out score of exactly 0",
+    **PURE_TOL, mistakes=(
         Mistake("on_training_rows", "measured the accuracy on the training rows: a probe "
                 "with more dimensions than rows fits them whatever they mean", _accuracy_on_training_rows),
         Mistake("no_midpoint", "scored without subtracting the midpoint (use dom_probe_scores)",
@@ -381,9 +421,10 @@ EXERCISES.append(Exercise(
 
 
 def held_out_family_accuracy(acts: torch.Tensor, labels: torch.Tensor, family: torch.Tensor) -> torch.Tensor:
-    """Leave one family (template) out: for each family in ``family.unique()`` (sorted), fit a
-    DoM probe on the rows of every *other* family and return its accuracy on this family's
-    rows. acts [n, d], labels bool [n], family int64 [n]. Returns [n_families].
+    """Leave one family (template) out: for each family in ``family.unique()`` (sorted, whatever
+    order the rows come in), fit a DoM probe on the rows of every *other* family and return its
+    accuracy on this family's rows (a score above 0 says true). acts [n, d], labels bool [n],
+    family int64 [n]. Returns [n_families].
     """
     ### BEGIN SOLUTION
     accuracies = []
@@ -425,12 +466,32 @@ def _family_cases(generator):
             labels.append(label)
             family.append(torch.full((per_family,), index * 2))  # family ids need not be 0..n-1
         cases.append(dict(acts=torch.cat(acts), labels=torch.cat(labels), family=torch.cat(family)))
+    cases.append(_exact_families(generator))
     return cases
+
+
+def _exact_families(generator):
+    """Three families (ids 4, 0, 2; the rows start with family 4, so the order of first
+    appearance is not the sorted one) of 2 true and 2 false rows in 2 dimensions, with a
+    seeded integer offset. Any two families have true rows averaging x = 2, false rows x = -2
+    and y = 0 in both classes, so each held-out family's scores are exactly 4x: family 4 has a
+    true row at score 0 (says false), accuracies 3/4 (family 4), 1 (family 0), 1/2 (family 2)."""
+    rows = torch.tensor([[4.0, 1.0], [0.0, -1.0], [-2.0, 1.0], [-2.0, -1.0],  # family 4
+                         [2.0, 1.0], [2.0, -1.0], [-1.0, 1.0], [-3.0, -1.0],  # family 0
+                         [5.0, 1.0], [-1.0, -1.0], [1.0, 1.0], [-5.0, -1.0]])  # family 2
+    labels = torch.tensor([True, True, False, False] * 3)
+    family = torch.tensor([4] * 4 + [0] * 4 + [2] * 4)
+    order = torch.randperm(12, generator=generator)
+    first = int((family[order] == 4).nonzero()[0])
+    order[[0, first]] = order[[first, 0]]  # a row of family 4 first
+    acts = rows + torch.randint(-3, 4, (2,), generator=generator).float()
+    return dict(acts=acts[order], labels=labels[order], family=family[order])
 
 
 EXERCISES.append(Exercise(
     held_out_family_accuracy, ("family",), _family_cases,
-    "seeded families that each mark truth their own way, plus a weaker shared direction",
+    "seeded families that each mark truth their own way, plus a weaker shared direction and, "
+    "hidden, three exact families whose rows come unsorted by family, one score exactly 0",
     **PURE_TOL, mistakes=(
         Mistake("family_included", "fitted the probe on every row, the held-out family's "
                 "too: that measures fit, not transfer to a new template", _families_included),
@@ -444,9 +505,10 @@ EXERCISES.append(Exercise(
 
 def selectivity(acts: torch.Tensor, labels: torch.Tensor, control: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
     """How much better a DoM probe reads the real labels than a control task's (Hewitt and
-    Liang 2019): its held-out accuracy (fit on the `train` rows, measured on the others) on
-    `labels`, minus its held-out accuracy on `control` (bool [n]: labels that follow
-    something other than truth, e.g. a random label per completion word). Returns 0-dim.
+    Liang 2019): its held-out accuracy (fit on the `train` rows, measured on the others, a
+    score above 0 saying true) on `labels`, minus its held-out accuracy on `control` (bool
+    [n]: labels that follow something other than truth, e.g. a random label per completion
+    word). Returns 0-dim.
     """
     ### BEGIN SOLUTION
     def held_out_accuracy(targets):
@@ -476,12 +538,15 @@ def _selectivity_cases(generator):
         control[:2] = torch.tensor([True, False])
         train = torch.arange(n) % 3 != 0
         cases.append(dict(acts=acts, labels=labels, control=control, train=train))
+    # exact scores: one held-out score of exactly 0 (says false) and one of 1/2 (says true)
+    cases.append(dict(zip(("acts", "labels", "control", "train"), _boundary_rows(generator))))
     return cases
 
 
 EXERCISES.append(Exercise(
     selectivity, (), _selectivity_cases,
-    "seeded rows with a planted truth direction, random control labels, every third row held out",
+    "seeded rows with a planted truth direction, random control labels, every third row held "
+    "out and, hidden, exact rows with held-out scores of exactly 0 and 1/2",
     **PURE_TOL, mistakes=(
         Mistake("ratio", "divided the accuracies; selectivity is their difference", _selectivity_ratio),
         Mistake("control_on_training", "measured the control task on the training rows: a "
@@ -592,13 +657,22 @@ def _table_cases(generator):
     n = _randint(generator, 20, 60)
     cases.append(dict(output_true=torch.rand(n, generator=generator) < 0.4,
                       probe_true=torch.rand(n, generator=generator) < 0.8))
+    # an empty cell, the last one: the probe never reads the truth where the model says it
+    n = _randint(generator, 6, 20)
+    said = torch.rand(n, generator=generator) < 0.5
+    said[:3] = torch.tensor([False, False, True])
+    read = (torch.rand(n, generator=generator) < 0.6) & ~said
+    read[:2] = torch.tensor([False, True])
+    order = torch.randperm(n, generator=generator)
+    cases.append(dict(output_true=said[order], probe_true=read[order]))
     return cases
 
 
 EXERCISES.append(Exercise(
     deception_table, ("said", "read"), _table_cases,
     "12 shuffled verdicts whose four counts differ and, hidden, 20 to 59 seeded verdicts (the "
-    "model says the truth for about 40% of items, the probe reads it for 80%)",
+    "model says the truth for about 40% of items, the probe reads it for 80%) and 6 to 19 "
+    "seeded verdicts that leave the cell [1, 1] empty",
     atol=0, rtol=0, mistakes=(
         Mistake("transposed", "put the probe's reading in the rows; rows are what the model says",
                 _table_transposed),
@@ -635,12 +709,19 @@ def _honest_cases(generator):
         signal = torch.linspace(0.6, 0.8, layers)
         cases.append(dict(validation=signal + 0.1 * torch.rand(seeds, layers, generator=generator),
                           test=signal + 0.1 * torch.rand(seeds, layers, generator=generator)))
+    # ties: each seed's best validation accuracy (exactly 3/4) at two seeded layers
+    seeds, layers = _randint(generator, 2, 6), _randint(generator, 4, 12)
+    validation = torch.randint(0, 3, (seeds, layers), generator=generator) / 4
+    for seed in range(seeds):
+        validation[seed, torch.randperm(layers, generator=generator)[:2]] = 0.75
+    cases.append(dict(validation=validation, test=0.6 + 0.2 * torch.rand(seeds, layers, generator=generator)))
     return cases
 
 
 EXERCISES.append(Exercise(
     honest_layer_accuracy, ("seed",), _honest_cases,
-    "seeded accuracies that rise with depth, plus noise that differs between the splits",
+    "seeded accuracies that rise with depth, plus noise that differs between the splits and, "
+    "hidden, accuracies in quarters where each seed's best validation accuracy is tied at two layers",
     **PURE_TOL, mistakes=(
         Mistake("chosen_on_test", "chose the layer on the test accuracies: the best of many "
                 "noisy numbers is an optimistic estimate", _honest_chosen_on_test),
@@ -678,7 +759,11 @@ def _alignment_cases(generator):
 
 EXERCISES.append(Exercise(
     feature_alignment, ("feature",), _alignment_cases,
-    "seeded decoder rows of different norms and a direction of norm about 5", **PURE_TOL, mistakes=(
+    "seeded decoder rows of different norms and a direction of norm about 5", **PURE_TOL,
+    equivalent_mutants={
+        "return torch.nn.functional.cosine_similarity(W_dec, direction[None])":
+            "dim=1 is cosine_similarity's default; the inputs are 2-D",
+    }, mistakes=(
         Mistake("dot_product", "took the dot product with the decoder rows as they are; "
                 "normalise them too", _alignment_dot),
         Mistake("unnormalised_direction", "did not normalise the direction", _alignment_unnormalised),

@@ -53,6 +53,15 @@ def require(condition: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
+def assert_only_hidden_cases_catch(exercise_id: str, bug, solution) -> None:
+    """`bug` passes the visible check and fails the committed hidden cases, which the
+    solution passes: the hidden cases are where that class of bug is caught."""
+    from autograder.check import evaluate
+    assert evaluate(exercise_id, function=bug).passed
+    assert not evaluate(exercise_id, hidden=True, function=bug).passed
+    assert evaluate(exercise_id, hidden=True, function=solution).passed
+
+
 @pytest.fixture(scope="session", autouse=True)
 def course_environment():
     """Point the course at the shared tokenizer; pick models explicitly, never from the env."""

@@ -94,3 +94,29 @@ def test_every_kind_of_wrong_output_gets_a_verdict_for_every_exercise():
                     answer = tuple(answer[0] for _ in exercise.outputs)
                 verdict = judge(Outcome(answer), exercise, case, "cpu")
                 assert isinstance(verdict, str) and verdict, (exercise.id, kind)
+
+
+def _verdicts(answers):
+    """The sealed grader's verdicts for an exercise with two cases, each recording the
+    mistake "sign" (the expected values negated), and one answer per case."""
+    from autograder.compare import judge
+    from autograder.references import Case, ExerciseReferences
+    from autograder.running import Outcome
+
+    cases = [Case({}, {"out": EXPECTED + i}, {"sign": {"out": -(EXPECTED + i)}}) for i in range(2)]
+    exercise = ExerciseReferences("demo", "", {"out": list(DIMS)}, 1e-5, 1e-4,
+                                  {"sign": "flipped the sign"}, cases)
+    return [(exercise, case, None, Outcome(answer), judge(Outcome(answer), exercise, case, "cpu"))
+            for case, answer in zip(cases, answers)]
+
+
+def test_a_mistake_is_named_only_where_the_answer_makes_it_on_every_case_that_records_it():
+    from autograder.sealed import first_failure
+
+    assert first_failure(_verdicts([-EXPECTED, -(EXPECTED + 1)])) == ("it looks like you flipped the sign.", None)
+    # the sign flipped on the first case by chance: the second case's answer is another bug's
+    problem, _ = first_failure(_verdicts([-EXPECTED, EXPECTED + 2]))
+    assert "flipped the sign" not in problem and "23 of 24 values are wrong" in problem
+    problem, _ = first_failure(_verdicts([-EXPECTED, EXPECTED + 1]))  # right on the second case
+    assert "flipped the sign" not in problem
+    assert first_failure(_verdicts([EXPECTED, EXPECTED + 1])) is None

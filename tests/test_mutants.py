@@ -16,6 +16,7 @@ def test_mutants_change_one_thing_inside_the_solution_block_only():
     lines = {m.line for m in mutants.mutants(exercise, module)}
     assert "return torch.einsum('bqhd,bkhd->bhqk', q, k) * math.sqrt(d_head)" in lines  # operator
     assert "return torch.einsum('bqhd,bkhd->bhqk', q, k)" in lines  # an operand dropped
+    assert "return torch.einsum('bqhd,bkhd->bhkq', q, k) / math.sqrt(d_head)" in lines  # transposed
     assert all("def attention_scores" not in line for line in lines)  # never the signature
     source_lines = [m.diff.splitlines() for m in mutants.mutants(exercise, module)]
     assert all(sum(line.startswith("-") for line in diff) == 1 for diff in source_lines)

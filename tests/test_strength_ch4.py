@@ -2,7 +2,8 @@
 answer from a class of bug that the cases once never reached (a label that never says yes
 or a feature that never fires, whose 0/0 the docstring defines; single-element sets; a
 frequency exactly at the density limit). Each is graded on the committed hidden cases, as a
-student's notebook would be, and must fail them while the reference solution passes.
+student's notebook would be, and must fail them while the reference solution passes; none
+of them fails the visible check.
 
 The mutation score of the chapter is measured by `python -m autograder mutants --chapter
 ch4_saes` (README, "Check strength").
@@ -12,7 +13,8 @@ import pytest
 import torch
 
 import solutions.ch4_saes as ch4
-from autograder.check import evaluate
+
+from .conftest import assert_only_hidden_cases_catch
 
 
 # --- label_score: empty sets (0/0 is defined as 0) and single-element sets ----------------
@@ -64,13 +66,4 @@ def _feature_density_at_least(features, dense_above):
     ("feature_density", _feature_density_at_least),
 ])
 def test_hidden_cases_catch_the_bug(exercise_id, bug):
-    assert not evaluate(exercise_id, hidden=True, function=bug).passed
-    assert evaluate(exercise_id, hidden=True, function=getattr(ch4, exercise_id)).passed
-
-
-@pytest.mark.parametrize("bug", [_label_score_nan_when_empty, _label_score_f1_nan_when_disjoint,
-                                 _label_score_guard_off_by_one, _feature_density_at_least])
-def test_the_bugs_pass_the_visible_check(bug):
-    """Each bug is one the visible check (case 0) misses: only the hidden cases catch it."""
-    exercise_id = "label_score" if bug.__name__.startswith("_label") else "feature_density"
-    assert evaluate(exercise_id, function=bug).passed
+    assert_only_hidden_cases_catch(exercise_id, bug, getattr(ch4, exercise_id))

@@ -4,9 +4,10 @@
 
 Each mutant changes one thing in the code between an exercise's ``### BEGIN SOLUTION`` and
 ``### END SOLUTION`` markers (an operator, a comparison, a constant, a dimension, a keyword
-argument, a slice bound, a reduction, a statement deleted; see `_variants`). It is run through
-the same comparison `check` uses (`compare.judge`) on the exercise's cases: the published ones
-and a grader's hidden ones (seed 7), pure exercises on their own and model exercises on the
+argument, a slice bound, a reduction, two neighbouring einsum indices, a statement deleted;
+see `_variants`). It is run through the same comparison `check` uses (`compare.judge`) on
+the exercise's cases: the published ones and a grader's hidden ones (seed 7), pure
+exercises on their own and model exercises on the
 grader's second models and the offline model, cheapest first. A mutant is *killed* when some
 case fails it (wrong answer, error or more than its time limit), else it *survives*.
 
@@ -133,6 +134,8 @@ def _variants(node: ast.AST):
             yield node.operand
     elif isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
         yield from (ast.Constant(v) for v in _other_values(node.value))
+    elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "->" in node.value:
+        yield from (ast.Constant(spec) for spec in _transposed_subscripts(node.value))
     elif isinstance(node, ast.Call):
         yield from _call_variants(node)
     elif isinstance(node, ast.Attribute) and node.attr in SWAPPED_NAMES:
@@ -155,6 +158,15 @@ def _other_values(value):
     if isinstance(value, int):
         return [value + 1, value - 1] if value > 0 else [value + 1]
     return [0.0 if value != 0 else 1.0]
+
+
+def _transposed_subscripts(spec: str):
+    """An einsum spec with two neighbouring indices of one term swapped, one mutant per pair:
+    "bhqk,bkhd->bqhd" gives "hbqk,bkhd->bqhd", "bqhk,bkhd->bqhd", ..., "bhqk,bkhd->bqdh"."""
+    for i in range(len(spec) - 1):
+        first, second = spec[i], spec[i + 1]
+        if first.isalpha() and second.isalpha() and first != second:
+            yield spec[:i] + second + first + spec[i + 2:]
 
 
 def _call_variants(node: ast.Call):
