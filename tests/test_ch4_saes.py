@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from readheads import sae as sae_module
-from readheads.corpus import load_corpus, token_rows
+from readheads.corpus import PYTHON_DOCS_MODULES, load_corpus, token_rows
 from readheads.harvest import ActivationShards, ActivationsInMemory, activations_at, harvest
 from readheads.models import ModelUnavailableError
 from readheads.sae import (SAEConfig, default_sae, fingerprint, load_sae,
@@ -165,6 +165,15 @@ def test_the_offline_corpus_is_over_a_million_tokens_of_labelled_prose(smollm2):
     first = rows.document[0, 1]
     text = smollm2.to_string(rows.tokens[0, 1:][rows.document[0, 1:] == first])
     assert documents[first].text.startswith(text[:40])
+
+
+def test_python_docs_are_a_text_family_the_saes_never_saw():
+    documents = load_corpus("python-docs")
+    assert [d.label for d in documents] == list(PYTHON_DOCS_MODULES)
+    assert all(d.text.startswith("Python Library Documentation: ") and f"NAME\n    {d.label}" in d.text
+               for d in documents)
+    with pytest.raises(ValueError, match="'bbc-news', 'python-docs' or 'hub:<dataset>'"):
+        load_corpus("python")
 
 
 def test_harvest_stops_at_the_hook_resumes_and_refuses_another_model(gpt2_test, tmp_path, monkeypatch):
