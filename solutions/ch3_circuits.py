@@ -24,6 +24,10 @@ MODEL_TOL = dict(atol=1e-3, rtol=1e-3)
 SWEEP_TOL = dict(atol=2e-3, rtol=0)  # metrics are differences of ~1 normalised by ~1
 PURE_TOL = dict(atol=1e-5, rtol=1e-4)
 EXERCISES: list[Exercise] = []
+# Mutants that leave out a cached run's names_filter (recorded as equivalent below).
+UNFILTERED = "names_filter only keeps fewer activations in memory; the values read are the same"
+UNFILTERED_CACHES = {"_, clean_cache = model.run_with_cache(clean)": UNFILTERED,
+                     "_, corrupted_cache = model.run_with_cache(corrupted)": UNFILTERED}
 
 
 def _randint(generator, low, high) -> int:
@@ -697,10 +701,8 @@ EXERCISES.append(Exercise(
                 "patching here runs the corrupted prompts and patches in clean activations",
                 _residual_swapped),
     ), equivalent_mutants={
-        "_, clean_cache = model.run_with_cache(clean)":
-            "names_filter only keeps fewer activations in memory; the values read are the same",
-        "corrupted_logits, corrupted_cache = model.run_with_cache(corrupted)":
-            "names_filter only keeps fewer activations in memory; the values read are the same",
+        "_, clean_cache = model.run_with_cache(clean)": UNFILTERED,
+        "corrupted_logits, corrupted_cache = model.run_with_cache(corrupted)": UNFILTERED,
         "unpatched = torch.as_tensor(metric(corrupted_logits))":
             "the same on the CPU; on a GPU the grader's device check fails it",
         "for row, layer in enumerate(tqdm(layers)):":
@@ -756,11 +758,7 @@ EXERCISES.append(Exercise(
                 "corrupted prompts and patch in the clean outputs", _layer_outputs_swapped),
         Mistake("mlp_first", "put the MLP outputs in row 0; row 0 is attention, row 1 MLP",
                 _layer_outputs_mlp_first),
-    ), equivalent_mutants={
-        "_, clean_cache = model.run_with_cache(clean)":
-            "names_filter only keeps fewer activations in memory; the values read are the same",
-        "_, corrupted_cache = model.run_with_cache(corrupted)":
-            "names_filter only keeps fewer activations in memory; the values read are the same",
+    ), equivalent_mutants={**UNFILTERED_CACHES,
         "results = torch.zeros(2, model.cfg.n_layers)":
             "the same on the CPU; on a GPU the grader's device check fails it",
         "for layer in tqdm(range(model.cfg.n_layers)):":
@@ -834,11 +832,7 @@ EXERCISES.append(Exercise(
                 "corrupted prompts and patch in the clean head output", _heads_swapped),
         Mistake("end_only", "patched the head's output at the last token only; this sweep "
                 "patches it at every position", _heads_end_only),
-    ), equivalent_mutants={
-        "_, clean_cache = model.run_with_cache(clean)":
-            "names_filter only keeps fewer activations in memory; the values read are the same",
-        "_, corrupted_cache = model.run_with_cache(corrupted)":
-            "names_filter only keeps fewer activations in memory; the values read are the same",
+    ), equivalent_mutants={**UNFILTERED_CACHES,
         "for layer in tqdm(layers):":
             "desc only labels the progress bar"}))
 
@@ -900,11 +894,7 @@ EXERCISES.append(Exercise(
     "models)", **SWEEP_TOL, needs_model=True, mistakes=(
         Mistake("swapped", "patched corrupted activations into the clean run; run the "
                 "corrupted prompts and patch in the clean ones", _inputs_swapped),
-    ), equivalent_mutants={
-        "_, clean_cache = model.run_with_cache(clean)":
-            "names_filter only keeps fewer activations in memory; the values read are the same",
-        "_, corrupted_cache = model.run_with_cache(corrupted)":
-            "names_filter only keeps fewer activations in memory; the values read are the same",
+    ), equivalent_mutants={**UNFILTERED_CACHES,
         "for layer in tqdm(layers):":
             "desc only labels the progress bar"}))
 
@@ -1067,12 +1057,8 @@ EXERCISES.append(Exercise(
             "cases pass int64 [n, 2] tensors, as the docstring asks: the conversion only widens what is accepted",
         "deleted: receivers = torch.as_tensor([] if receivers is None else receivers).long().reshape(-1, 2)":
             "cases pass int64 [n, 2] tensors, as the docstring asks: the conversion only widens what is accepted",
-        "_, clean_cache = model.run_with_cache(clean)":
-            "names_filter only keeps fewer activations in memory; the values read are the same",
-        "_, corrupted_cache = model.run_with_cache(corrupted)":
-            "names_filter only keeps fewer activations in memory; the values read are the same",
-        "_, sent = model.run_with_cache(clean)":
-            "names_filter only keeps fewer activations in memory; the values read are the same"}))
+        **UNFILTERED_CACHES,
+        "_, sent = model.run_with_cache(clean)": UNFILTERED}))
 
 
 # --- Exercise 15: is the circuit enough? -------------------------------------------------
@@ -1164,8 +1150,7 @@ EXERCISES.append(Exercise(
     ), equivalent_mutants={
         "deleted: circuit = torch.as_tensor(circuit).long().reshape(-1, 2)":
             "cases pass int64 [n, 2] tensors, as the docstring asks: the conversion only widens what is accepted",
-        "logits, cache = model.run_with_cache(dataset.tokens)":
-            "names_filter only keeps fewer activations in memory; the values read are the same",
+        "logits, cache = model.run_with_cache(dataset.tokens)": UNFILTERED,
         "for template in dataset.template:":
             "each template's mean is recomputed once per prompt instead of once per template: the same means"}))
 
