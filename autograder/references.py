@@ -39,9 +39,10 @@ FORMAT = 2
 class Argument:
     """One argument of a case. kind: "tensor" (value is the tensor), "value" (a plain JSON
     value), "model" (the model the check runs on), "cache" (value: the tokens to run the
-    model on; scales: activations to multiply afterwards) or "record" (a named tuple of
+    model on; scales: activations to multiply afterwards), "record" (a named tuple of
     tensors from `readheads`, e.g. a dataset; value: {"type": its class name, "fields":
-    {field: tensor}})."""
+    {field: tensor}}), "run" (a committed training run; value: {"name", "checkpoints"}) or
+    "checkpoint" (a committed run's model; value: {"name", "step"})."""
 
     kind: str
     value: Any = None
@@ -142,7 +143,7 @@ def _exercise_entry(exercise: ExerciseReferences, tensors: dict) -> dict:
             entry = {"kind": argument.kind}
             if argument.kind in ("tensor", "cache"):
                 tensors[f"{prefix}/argument/{name}"] = _owned(argument.value)
-            elif argument.kind == "value":
+            elif argument.kind in ("value", "run", "checkpoint"):
                 entry["value"] = argument.value
             elif argument.kind == "record":
                 entry["type"] = argument.value["type"]

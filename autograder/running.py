@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from readheads.formation import load_course_checkpoint, load_course_run
 from readheads.ioi import IOIPrompts, PatchingMetric
 from readheads.sae import SAEWeights
 
@@ -40,7 +41,8 @@ class Outcome:
 
 def materialize(arguments: dict[str, Argument], model=None, caches: dict | None = None) -> dict:
     """Keyword arguments for the function: tensors copied (onto the model's device for model
-    exercises), plain values copied, the model itself, activation caches run on the model.
+    exercises), plain values copied, the model itself, activation caches run on the model,
+    committed training runs and their models loaded afresh.
 
     caches: a dict to reuse activation caches in (keyed by the tokens' identity); a cache
     that a function edited must be dropped from it (see `run_case`).
@@ -54,6 +56,10 @@ def materialize(arguments: dict[str, Argument], model=None, caches: dict | None 
             kwargs[name] = copy.deepcopy(argument.value)
         elif argument.kind == "model":
             kwargs[name] = model
+        elif argument.kind == "run":
+            kwargs[name] = load_course_run(**argument.value)
+        elif argument.kind == "checkpoint":
+            kwargs[name] = load_course_checkpoint(**argument.value)
         elif argument.kind == "record":
             record_type = RECORD_TYPES[argument.value["type"]]
             kwargs[name] = record_type(**{f: t.clone().to(device)

@@ -91,8 +91,8 @@ def main(argv=None) -> None:
 
     icl = in_context_learning_score(run.held_out_loss, config.n_ctx)
     induction = []
-    for index in range(len(run.steps)):
-        model = run.model_at(index)
+    for step in run.steps:
+        model = run.model_at(step)
         tokens = repeated_random_tokens(model, (config.n_ctx - 1) // 2, 16, seed=0, low=1,
                                         high=config.d_vocab)
         with torch.no_grad():

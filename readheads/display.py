@@ -13,19 +13,32 @@ def model_banner(model) -> str:
     note = ("" if info.name == "gpt2-small" else
             "<br>The course text is written for <b>GPT-2 small</b>; head indices and numbers "
             "below come from this model instead and will differ from GPT-2's.")
+    return _banner(info.display_name, f"<code>[{info.key}]</code>, {info.source}.{note}")
+
+
+def _banner(source: str, detail: str) -> str:
     return (f'<div style="border:2px solid #c60;padding:8px;margin:8px 0;background:#fff6ea">'
-            f"<b>Outputs on this page come from: {info.display_name}</b> "
-            f"<code>[{info.key}]</code>, {info.source}.{note}</div>")
+            f"<b>Outputs on this page come from: {source}</b> {detail}</div>")
 
 
 def show_model(model) -> None:
     """Display `model_banner` in Jupyter (print it elsewhere)."""
+    _show(model_banner(model), model.course_info.display_name)
+
+
+def show_source(source: str, detail: str = "") -> None:
+    """The same box for a page whose outputs come from something other than a course model
+    (e.g. the committed training runs of "How induction heads form")."""
+    _show(_banner(source, detail), source)
+
+
+def _show(html: str, source: str) -> None:
     try:
         from IPython.display import HTML, display
 
-        display(HTML(model_banner(model)))
+        display(HTML(html))
     except ImportError:
-        print(f"Outputs come from: {model.course_info.display_name}")
+        print(f"Outputs come from: {source}")
 
 
 def plot_pattern(pattern: torch.Tensor, tokens: list[str], title: str = "", ax=None):

@@ -97,6 +97,15 @@ def eve(port: int) -> dict[str, dict[str, str]]:
                 "ch2_induction/ch2_induction.ipynb')\n"
                 "open(target, 'a').write('x')  # another student's submission")),
         },
+        "ch2b_formation": {
+            "smear_keys": stealing("ch2b_formation", "smear_keys", "proc"),
+            "head_score_curves": ("import torch\n"
+                                  "from readheads.formation import measure\n"
+                                  f"def head_score_curves{_signature('head_score_curves')}:\n"
+                                  "    logged = [measure(run.model_at(step), tokens) for step in run.steps]\n"
+                                  "    return (torch.stack([m['previous_token_scores'] for m in logged]),\n"
+                                  "            torch.stack([m['induction_scores'] for m in logged]))\n"),
+        },
         "ch3_circuits": {
             "ioi_dataset": ("from readheads.ioi import ioi_prompts\n"
                             f"def ioi_dataset{_signature('ioi_dataset')}:\n"

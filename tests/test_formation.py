@@ -2,6 +2,7 @@
 runs on it unchanged), the smeared key, the synthetic stream, training and checkpoints."""
 
 import math
+import time
 from dataclasses import replace
 
 import pytest
@@ -10,10 +11,13 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 from readheads.attn_only import AttnOnlyConfig, AttnOnlyTransformer
-from readheads.formation import (HELD_OUT_SEED, WEIGHTS_FILE, TrainingSettings, checkpoint_steps,
-                                 in_context_learning_score, load_run, save_run, train)
+from readheads.formation import (COURSE_RUNS, DATA, HELD_OUT_SEED, MODEL, WEIGHTS_FILE,
+                                 TrainingSettings, checkpoint_steps, in_context_learning_score,
+                                 load_course_run, load_run, measure, repeated_tokens, save_run, train)
 from readheads.formation_data import StreamConfig, sample_batch, stream
-from solutions import ch1_attention, ch2_induction
+from solutions import ch1_attention, ch2_induction, ch2b_formation
+
+from .conftest import TIMINGS
 
 TINY = AttnOnlyConfig(d_vocab=40, n_ctx=24, d_model=32, n_layers=2, n_heads=4, d_head=8)
 TOL = dict(atol=1e-5, rtol=1e-4)
@@ -146,18 +150,18 @@ def short_run():
 def test_training_lowers_the_held_out_loss_at_log_spaced_checkpoints(short_run):
     run = short_run
     assert run.steps == checkpoint_steps(100, 6) == [0, 1, 3, 10, 32, 100]
-    assert len(run.states) == len(run.steps)
+    assert run.weight_steps == run.steps
     assert run.held_out_loss.shape == (len(run.steps), run.config.n_ctx - 1)
     losses = run.held_out_loss.mean(1)
     assert losses[-1] < losses[0] - 0.2
     fresh = AttnOnlyTransformer(run.config, seed=5).state_dict()
     assert all(torch.equal(fresh[name], value) for name, value in run.states[0].items())
-    assert not torch.equal(run.states[-2]["W_E"], run.states[-1]["W_E"])
+    assert not torch.equal(run.states[32]["W_E"], run.states[100]["W_E"])
     held_out = sample_batch(run.data, run.training.held_out,
                             torch.Generator().manual_seed(HELD_OUT_SEED))
     for index in (0, len(run.steps) - 1):
         with torch.no_grad():
-            loss = run.model_at(index)(held_out, return_type="loss", loss_per_token=True).mean(0)
+            loss = run.model_at(run.steps[index])(held_out, return_type="loss", loss_per_token=True).mean(0)
         torch.testing.assert_close(loss, run.held_out_loss[index], **TOL)
 
 
@@ -169,7 +173,64 @@ def test_float16_checkpoints_round_trip(short_run, tmp_path):
     assert (loaded.steps, loaded.seed, loaded.config) == (short_run.steps, 5, short_run.config)
     torch.testing.assert_close(loaded.held_out_loss, short_run.held_out_loss)
     tokens = sample_batch(short_run.data, 4, torch.Generator().manual_seed(0))
-    for index in range(len(short_run.steps)):
+    for step in short_run.steps:
         with torch.no_grad():
-            torch.testing.assert_close(loaded.model_at(index)(tokens),
-                                       short_run.model_at(index)(tokens), atol=2e-2, rtol=1e-2)
+            torch.testing.assert_close(loaded.model_at(step)(tokens),
+                                       short_run.model_at(step)(tokens), atol=2e-2, rtol=1e-2)
+    for name, logged in short_run.measures.items():
+        torch.testing.assert_close(loaded.measures[name], logged)
+    last_only = load_run(save_run(short_run, tmp_path / "last", command="...", weights="last"))
+    assert last_only.weight_steps == [100] and last_only.steps == short_run.steps
+    with pytest.raises(KeyError, match="keeps weights at steps \\[100\\] only"):
+        last_only.model_at(32)
+    picked = loaded.select([1, 4])
+    assert picked.steps == [1, 32] and picked.held_out_loss.shape[0] == 2
+    assert picked.measures["induction_scores"].shape[0] == 2 and picked.weight_steps == [1, 32]
+
+
+def test_logged_measures_are_chapter_2s_detectors(tiny):
+    model, _ = tiny
+    tokens = repeated_tokens(TINY.d_vocab, 9, 3, seed=2)
+    logged = measure(model, tokens)
+    torch.testing.assert_close(logged["previous_token_scores"],
+                               ch2_induction.previous_token_scores(model, tokens), **TOL)
+    torch.testing.assert_close(logged["induction_scores"], ch2_induction.induction_scores(model, tokens), **TOL)
+    losses = ch2_induction.per_token_loss(model, tokens)
+    torch.testing.assert_close(logged["repeated_loss"], losses[:, 10:].mean(), **TOL)
+
+
+def test_a_committed_run_is_reproduced_by_its_command():
+    """The CI-size run: the course's first 30 steps, compared with the committed checkpoint
+    (the learning rate depends on the step only, so a shorter run takes the same steps)."""
+    committed = load_course_run("2l-seed0")
+    assert committed.command == "python -m readheads.formation --course 2l-seed0  # = --layers 2 --seed 0"
+    assert 30 in committed.steps and COURSE_RUNS["2l-seed0"] == ("--layers 2 --seed 0", "all")
+    started = time.perf_counter()
+    short = train(MODEL, DATA, TrainingSettings(steps=30, n_checkpoints=3, held_out=16), seed=0,
+                  progress=False)
+    TIMINGS.append(f"formation: 30 steps of the two-layer course run: {time.perf_counter() - started:.1f} s")
+    for name, value in short.states[30].items():  # float16 in the committed file
+        torch.testing.assert_close(value, committed.states[30][name], atol=2e-3, rtol=2e-3)
+
+
+def test_the_chapters_claims_hold_on_the_committed_runs():
+    """Issue 25's conditions, on the runs the chapter reads (numbers in the note and the page)."""
+    runs = {name: load_course_run(name) for name in COURSE_RUNS}
+    early, late = round(50 / 512 * MODEL.n_ctx), round(500 / 512 * MODEL.n_ctx)
+    for seed in range(5):  # ICL and the best induction score change fastest at nearly one time
+        icl, induction = ch2b_formation.phase_change_steps(runs[f"2l-seed{seed}"], 3).double()
+        apart = (icl.prod().sqrt() - induction.prod().sqrt()).abs() / 2000  # interval middles
+        assert apart < 0.04, (seed, icl, induction)
+    final_two_layer = ch2b_formation.icl_score(runs["2l-seed0"].held_out_loss[-1], early, late)
+    control = ch2b_formation.icl_score(runs["1l-seed0"].held_out_loss, early, late)
+    assert control.min() > final_two_layer / 4 and runs["1l-seed0"].measures["induction_scores"].max() < 0.1
+    smeared = ch2b_formation.phase_change_steps(runs["1l-smeared-seed0"], 3)[0]
+    assert smeared[1] < ch2b_formation.phase_change_steps(runs["2l-seed0"], 3)[0, 0]  # earlier
+    model, held_out = runs["2l-seed0"].model_at(2000), sample_batch(DATA, 128, torch.Generator().manual_seed(7))
+    inductors = (runs["2l-seed0"].measures["induction_scores"][-1, 1] > 0.3).nonzero()[:, 0].tolist()
+    assert inductors
+    with torch.no_grad():
+        clean = ch2b_formation.icl_score(ch2b_formation.per_position_loss(model, held_out), early, late)
+        ablated = ch2b_formation.icl_score(ch2b_formation.mean_ablated_loss(
+            model, held_out, [[1, head] for head in inductors]), early, late)
+    assert 1 - ablated / clean >= 0.5

@@ -15,7 +15,7 @@ from ..running import RECORD_TYPES, materialize
 from ..timing import probe_seconds
 from . import registry
 from .digest import reference_digest
-from .spec import CachedRun, Exercise
+from .spec import CachedRun, Exercise, TrainedCheckpoint, TrainedRun
 
 PLAIN = (int, float, str, bool, type(None))
 
@@ -121,19 +121,34 @@ def describe(exercise: Exercise, kwargs: dict, model) -> dict[str, Argument]:
             arguments[name] = Argument("model")
         elif isinstance(value, CachedRun):
             arguments[name] = Argument("cache", value.tokens.cpu(), dict(value.scales))
+        elif isinstance(value, TrainedRun):
+            checkpoints = None if value.checkpoints is None else list(value.checkpoints)
+            arguments[name] = Argument("run", {"name": value.name, "checkpoints": checkpoints})
+        elif isinstance(value, TrainedCheckpoint):
+            arguments[name] = Argument("checkpoint", {"name": value.name, "step": value.step})
         elif isinstance(value, torch.Tensor):
             arguments[name] = Argument("tensor", value.detach().cpu())
         elif type(value).__name__ in RECORD_TYPES:
             arguments[name] = Argument("record", {"type": type(value).__name__, "fields": {
                 f: t.detach().cpu() for f, t in zip(value._fields, value)}})
-        elif isinstance(value, PLAIN) or (isinstance(value, (list, tuple))
-                                          and all(isinstance(v, PLAIN) for v in value)):
-            arguments[name] = Argument("value", list(value) if isinstance(value, tuple) else value)
+        elif _plain(value):
+            arguments[name] = Argument("value", _as_json(value))
         else:
             raise TypeError(f"{exercise.id}: case argument {name!r} is a {type(value).__name__}; "
-                            "use a tensor, a plain value, the model, a CachedRun or a record "
+                            "use a tensor, a plain value, the model, a CachedRun, a TrainedRun, a "
+                            "TrainedCheckpoint or a record "
                             f"({', '.join(RECORD_TYPES)})")
     return arguments
+
+
+def _plain(value) -> bool:
+    """A plain value, or a list or tuple of them (nested: [layer, head] pairs)."""
+    return isinstance(value, PLAIN) or (isinstance(value, (list, tuple)) and all(map(_plain, value)))
+
+
+def _as_json(value):
+    """Tuples as lists, as JSON stores them."""
+    return [_as_json(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def _model_entry(model) -> dict:

@@ -228,7 +228,7 @@ def book_index(root: Path) -> dict[Path, str]:
     toc = "format: jb-book\nroot: intro\nchapters:\n" + "".join(
         f"  - file: {c['id']}\n" for c in chapters) + "".join(f"  - file: {page}\n" for page in CLOSING_PAGES)
     intro_path = root / "book" / "intro.md"
-    listing = "".join(f"\n{n}. **{c['title']}** — {c['summary']}\n" for n, c in enumerate(chapters, 1))
+    listing = "".join(f"\n- **Chapter {c['number']}: {c['title']}** — {c['summary']}\n" for c in chapters)
     config_path = root / "book" / "_config.yml"
     config = config_path.read_text()
     begin, finish = config.index(PUBLISHING_START) + len(PUBLISHING_START), config.index(PUBLISHING_END)
@@ -240,7 +240,7 @@ def book_index(root: Path) -> dict[Path, str]:
 def readme_index(root: Path) -> dict[Path, str]:
     """The README's list of chapters (titles only), from the chapter list."""
     readme = root / "README.md"
-    listing = "".join(f"{n}. {c['title']}\n" for n, c in enumerate(registry.chapter_list(), 1))
+    listing = "".join(f"- Chapter {c['number']}: {c['title']}\n" for c in registry.chapter_list())
     return {readme: _between_markers(readme.read_text(), listing.rstrip("\n"), readme)}
 
 

@@ -16,12 +16,17 @@ CHAPTER_LIST = Path(importlib.util.find_spec("solutions").origin).parent / "chap
 
 @cache
 def chapter_list() -> tuple[dict, ...]:
-    """Each chapter's id, title and summary, in course order."""
+    """Each chapter's id, number, title and summary, in course order."""
     return tuple(json.loads(CHAPTER_LIST.read_text())["chapters"])
 
 
 def chapters() -> tuple[str, ...]:
     return tuple(chapter["id"] for chapter in chapter_list())
+
+
+def chapter_number(chapter: str) -> str:
+    """What the course calls a chapter: "Chapter 2b" has number "2b"."""
+    return next(c["number"] for c in chapter_list() if c["id"] == chapter)
 
 
 def chapter_module(chapter: str) -> ModuleType:

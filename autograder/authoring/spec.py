@@ -43,6 +43,24 @@ class CachedRun:
 
 
 @dataclass(frozen=True)
+class TrainedRun:
+    """A case argument: one of the course's committed training runs ("How induction heads
+    form"; `readheads.formation.load_course_run`), loaded where the case runs, with only the
+    checkpoints at these indices (all: None)."""
+
+    name: str
+    checkpoints: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TrainedCheckpoint:
+    """A case argument: the attention-only model of a committed run after `step` steps."""
+
+    name: str
+    step: int
+
+
+@dataclass(frozen=True)
 class Exercise:
     """One graded function.
 
@@ -55,8 +73,8 @@ class Exercise:
         make_cases: builds keyword arguments for each test case from a seeded
             ``torch.Generator`` (pure exercises: ``make_cases(generator)``) or from the model
             and a generator (``make_cases(model, generator)``). Arguments may be tensors,
-            plain values (int, float, str, bool, lists of them), the model itself or a
-            `CachedRun`. Case 0 is the visible check, the others are hidden tests; a grader
+            plain values (int, float, str, bool, lists of them), the model itself, a
+            `CachedRun`, a `TrainedRun` or a `TrainedCheckpoint`. Case 0 is the visible check, the others are hidden tests; a grader
             with its own seed gets other hidden cases of the same kinds. Hidden cases should
             vary every argument and the batch size.
         inputs: a sentence describing the inputs, for the manifest.
