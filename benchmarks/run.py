@@ -214,10 +214,27 @@ def _resident_mib(field: str) -> float:
     raise KeyError(field)
 
 
+def _matmul_peak(shape: tuple[int, int, int], dtype, device: str, synchronize) -> float:
+    """FLOP/s of one (m x k) @ (k x n) multiply in dtype, repeated: this machine's peak."""
+    import torch
+
+    m, k, n = shape
+    a, b = torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    synchronize()
+    start, repeats = time.perf_counter(), 20 if device == "cpu" else 200
+    for _ in range(repeats):
+        a @ b
+    synchronize()
+    return 2 * m * k * n * repeats / (time.perf_counter() - start)
+
+
 def bench_sae():
-    """Chapter 4: harvesting against the forward pass it stops early, and SAE training
-    against this machine's measured matrix-multiply peak (float32). BENCH_MODEL picks the
-    model (default smollm2-135m; gpt2-test is GPT-2 small's shape with random weights)."""
+    """Chapter 4: harvesting against the forward pass it stops early, and SAE training, each
+    in float32 and with bfloat16 autocast, against this machine's measured matrix-multiply
+    peak in that precision. BENCH_MODEL picks the model (default smollm2-135m; gpt2-test is
+    GPT-2 small's shape with random weights)."""
     import torch
 
     from readheads import load_model
@@ -236,6 +253,9 @@ def bench_sae():
     torch.set_grad_enabled(False)
     activations_at(model, rows[:8], hook)  # warm up
     synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    # Per token, a multiply-add for each weight of the blocks before the hook (attention's
+    # scores over 128 positions add about 2%).
+    weights = sum(p.numel() for block in model.blocks[:layer] for p in block.parameters() if p.dim() == 2)
 
     def tokens_per_second(function, batch=32):
         start = time.perf_counter()
@@ -244,42 +264,39 @@ def bench_sae():
         synchronize()
         return rows[:, 1:].numel() / (time.perf_counter() - start)
 
-    full = tokens_per_second(lambda t: model(t.to(device)))
-    stopped = tokens_per_second(lambda t: activations_at(model, t, hook))
     print(f"harvest at {hook} (layer {layer} of {model.cfg.n_layers}), {name}, {where}:")
-    print(f"  full forward pass {full:8.0f} tokens/s; stopped at the hook {stopped:8.0f} tokens/s: "
-          f"{stopped / full:.2f}x (ideal about {model.cfg.n_layers / layer:.1f}x: the embedding and "
-          "blocks before the hook are all that run)")
+    full = tokens_per_second(lambda t: model(t.to(device)))
+    for autocast in (None, "bfloat16"):
+        dtype = getattr(torch, autocast or "float32")
+        peak = _matmul_peak((4096, model.cfg.d_model, model.cfg.d_model * 3), dtype, device, synchronize)
+        stopped = tokens_per_second(lambda t: activations_at(model, t, hook, autocast))
+        print(f"  {autocast or 'float32':8}: stopped at the hook {stopped:8.0f} tokens/s "
+              f"({stopped / full:.2f}x the full float32 pass); {2 * weights * stopped / 1e9:6.0f} "
+              f"GFLOP/s of a {peak / 1e9:5.0f} GFLOP/s matmul peak: {2 * weights * stopped / peak:.0%}")
     with tempfile.TemporaryDirectory() as folder:
-        seconds, peak = _peak_memory_mib(lambda: harvest(model, rows, hook, Path(folder), progress=False))
-    print(f"  harvest() to disk (float16 shards): {rows[:, 1:].numel() / seconds:8.0f} tokens/s, "
-          f"peak memory +{peak:.0f} MiB")
+        seconds, memory = _peak_memory_mib(lambda: harvest(model, rows, hook, Path(folder),
+                                                           autocast="bfloat16", progress=False))
+    print(f"  harvest() to disk (bfloat16 autocast, float16 shards): "
+          f"{rows[:, 1:].numel() / seconds:8.0f} tokens/s, peak memory +{memory:.0f} MiB")
 
     d_in, d_sae = model.cfg.d_model, COURSE_SAE["d_sae"]
-    print(f"SAE training, {d_in} -> {d_sae} features, Adam, float32, {where}:")
-    for batch in sorted({COURSE_SAE["batch_size"], 4096}):
-        a, b = torch.randn(batch, d_in, device=device), torch.randn(d_in, d_sae, device=device)
-        for _ in range(3):
-            a @ b
-        synchronize()
-        start, repeats = time.perf_counter(), 20 if device == "cpu" else 200
-        for _ in range(repeats):
-            a @ b
-        synchronize()
-        peak_flops = 2 * batch * d_in * d_sae * repeats / (time.perf_counter() - start)
-        data = torch.randn(batch * (20 if device == "cpu" else 400), d_in, device=device) * 5
-        config = TrainingConfig(d_sae=d_sae, l1_coefficient=3.0, batch_size=batch, lr=1e-3,
-                                normalize_inputs=True)
-        with torch.enable_grad():
-            train_sae(ActivationsInMemory(data[:batch * 5]), config, SAEConfig(d_in=d_in, d_sae=d_sae), progress=False)
-            seconds, memory = _peak_memory_mib(lambda: train_sae(
-                ActivationsInMemory(data), config, SAEConfig(d_in=d_in, d_sae=d_sae), progress=False))
-        # Per token, five matmuls of d_in x d_sae: encoder and decoder forward, the decoder's
-        # gradients (input and weight) and the encoder's weight gradient (the input needs none).
-        flops = 5 * 2 * d_in * d_sae * len(data) / seconds
-        print(f"  batch {batch:5d}: {len(data) / seconds:9.0f} tokens/s = {flops / 1e9:7.1f} GFLOP/s; "
-              f"matmul peak {peak_flops / 1e9:7.1f} GFLOP/s ({batch}x{d_in} @ {d_in}x{d_sae}): "
-              f"{flops / peak_flops:.0%} of peak; peak memory +{memory:.0f} MiB")
+    print(f"SAE training, {d_in} -> {d_sae} features, Adam, {where}:")
+    for autocast in (None, "bfloat16"):
+        for batch in (COURSE_SAE["batch_size"], 4096):
+            peak = _matmul_peak((batch, d_in, d_sae), getattr(torch, autocast or "float32"), device, synchronize)
+            data = torch.randn(batch * (20 if device == "cpu" else 400), d_in, device=device) * 5
+            config = TrainingConfig(d_sae=d_sae, l1_coefficient=3.0, batch_size=batch, lr=1e-3,
+                                    normalize_inputs=True, autocast=autocast)
+            with torch.enable_grad():
+                train_sae(ActivationsInMemory(data[:batch * 5]), config, SAEConfig(d_in=d_in, d_sae=d_sae), progress=False)
+                seconds, memory = _peak_memory_mib(lambda: train_sae(
+                    ActivationsInMemory(data), config, SAEConfig(d_in=d_in, d_sae=d_sae), progress=False))
+            # Per token, five matmuls of d_in x d_sae: encoder and decoder forward, the decoder's
+            # gradients (input and weight) and the encoder's weight gradient (the input needs none).
+            flops = 5 * 2 * d_in * d_sae * len(data) / seconds
+            print(f"  {autocast or 'float32':8} batch {batch:5d}: {len(data) / seconds:9.0f} tokens/s = "
+                  f"{flops / 1e9:7.1f} GFLOP/s; matmul peak {peak / 1e9:7.1f} GFLOP/s "
+                  f"({batch}x{d_in} @ {d_in}x{d_sae}): {flops / peak:.0%} of peak; peak memory +{memory:.0f} MiB")
 
 
 def bench_discovery():

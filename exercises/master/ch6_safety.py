@@ -485,6 +485,30 @@ if alignment is not None:
     plt.show()
 
 # %% [markdown]
+# Before trusting any SAE feature here, ask whether the SAE reconstructs *these* activations at
+# all. An SAE's dictionary is fitted to the text it trained on: on other text its features
+# may not describe what is there. The two seeds above trained on news alone; the course's
+# main SAE trained on a broad mix of text. Each one's variance explained on held-out text like
+# its training text (its manifest) against that on the statements' activations, measured here:
+
+# %%
+if alignment is not None:
+    statement_acts = acts[sae_layer].to(cfg.device)
+    course_sae_name = "smollm2-135m-res-l15"
+    compared = dict(saes)
+    if course_sae_name in committed_saes():
+        compared[course_sae_name] = load_sae(course_sae_name, str(cfg.device))
+    for name, candidate in compared.items():
+        error = (candidate(statement_acts) - statement_acts).pow(2).sum()
+        here = 1 - float(error / (statement_acts - statement_acts.mean(0)).pow(2).sum())
+        over = int((statement_acts.norm(dim=-1) > (candidate.norm_limit or float("inf"))).sum())
+        recorded = candidate.manifest["metrics_on_held_out_rows"]
+        trained = recorded.get("all_sources", recorded)["variance_explained"]
+        print(f"{name} (trained on {candidate.manifest['data']['corpus'].split(' (')[0]}): variance "
+              f"explained {trained:.1%} on held-out training text, {here:.1%} on these "
+              f"{len(statement_acts)} statement tokens ({over} over its norm limit, passed through)")
+
+# %% [markdown]
 # Read the numbers before the names: a cosine of about a half is far from "this feature is the
 # truth direction", and the two seeds' best features are not the same vector either. A feature
 # with a high cosine is a *description*: it points the same way as a probe that was
