@@ -185,6 +185,13 @@ def _read_django_code(archive):
             if data.strip()]
 
 
+# One Django sdist gives two sources: its documentation and its code.
+_DJANGO = ("PyPI Django 4.2.17",
+           "https://files.pythonhosted.org/packages/63/58/709978ddf7e9393c0a89b57a5edbd764ee76eeea68697af3f77f3820980b/Django-4.2.17.tar.gz",
+           "6b56d834cc94c8b21a8f4e775064896be3b4a4ca387f2612d4406a5927cd2fdc",
+           "BSD-3-Clause")
+
+
 def _read_email(archive):
     """Mailing-list e-mail of 2002 (the SpamAssassin corpus' legitimate "ham" messages): the
     plain-text body of each, headers left out."""
@@ -239,14 +246,8 @@ SOURCES = (
            "6a535684def2a1f70cd42da16d12d43f0e9dc3e54e4a329178eebab3170e3154",
            "public domain",
            lambda archive: _dictd(archive, "devil", 20)),
-    Source("django-docs", "documentation", "PyPI Django 4.2.17",
-           "https://files.pythonhosted.org/packages/63/58/709978ddf7e9393c0a89b57a5edbd764ee76eeea68697af3f77f3820980b/Django-4.2.17.tar.gz",
-           "6b56d834cc94c8b21a8f4e775064896be3b4a4ca387f2612d4406a5927cd2fdc",
-           "BSD-3-Clause", _read_django_docs),
-    Source("django-code", "code", "PyPI Django 4.2.17",
-           "https://files.pythonhosted.org/packages/63/58/709978ddf7e9393c0a89b57a5edbd764ee76eeea68697af3f77f3820980b/Django-4.2.17.tar.gz",
-           "6b56d834cc94c8b21a8f4e775064896be3b4a4ca387f2612d4406a5927cd2fdc",
-           "BSD-3-Clause", _read_django_code, max_chars=4_000_000),
+    Source("django-docs", "documentation", *_DJANGO, _read_django_docs),
+    Source("django-code", "code", *_DJANGO, _read_django_code, max_chars=4_000_000),
 )
 # Held out of training entirely: a family no source in the mix belongs to.
 HELD_OUT_SOURCES = (
